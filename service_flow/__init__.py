@@ -1,0 +1,65 @@
+"""service_flow: split business logic into small services and compose them into flows.
+
+::
+
+    from service_flow import Service, StopFlow
+
+    flow = ValidateOrder() >> ReserveStock(warehouse) < ("payment", {
+        "card": ChargeCard() >> EmailReceipt(),
+        "invoice": SendInvoice(),
+    })
+    result = flow({"order_id": 7, "payment": "card"})
+
+A service is any callable whose parameters name the context keys it reads and which
+returns a mapping of the keys it sets.  ``>>`` composes in sequence, ``<`` forks on a
+context value.  See the README for the tour.
+"""
+
+from __future__ import annotations
+
+from service_flow.exceptions import (
+    Fatal,
+    FlowDefinitionError,
+    FlowError,
+    ForkError,
+    MissingContextKey,
+    Retry,
+    StopFlow,
+    ValidationError,
+)
+from service_flow.flow import DEFAULT, Flow, Fork, Step, SubFlow, fork_on
+from service_flow.run import Run, RunStatus, StepRecord
+from service_flow.service import Around, AsyncCallNext, CallNext, FunctionService, Service, around, service
+from service_flow.validate import Validation, ValidationWarning
+
+__version__ = "0.4.0"
+
+__all__ = [
+    "DEFAULT",
+    "Around",
+    "AsyncCallNext",
+    "CallNext",
+    "Fatal",
+    "Flow",
+    "FlowDefinitionError",
+    "FlowError",
+    "Fork",
+    "ForkError",
+    "FunctionService",
+    "MissingContextKey",
+    "Retry",
+    "Run",
+    "RunStatus",
+    "Service",
+    "Step",
+    "StepRecord",
+    "StopFlow",
+    "SubFlow",
+    "Validation",
+    "ValidationError",
+    "ValidationWarning",
+    "__version__",
+    "around",
+    "fork_on",
+    "service",
+]

@@ -1,0 +1,552 @@
+"""Compiles a flow, once, into a *plan*: generated Python that runs its steps.
+
+Everything that can be decided before a run is decided here: how each service's
+parameters are looked up and passed, which services are awaited or sent to a thread,
+where forks branch, where around services hand over the rest of the flow.  The
+generated functions then do what hand-written code would: look up, call, merge.
+
+Two variants exist per flow and per sync/async: the plain one (``flow(ctx)``) and the
+recording one (``flow.run(ctx)``), which also appends a raw record per step.  Errors
+are attributed to steps from the traceback's line numbers, so the plain variant pays
+nothing to know where it is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import difflib
+import inspect
+import itertools
+import linecache
+import logging
+import sys
+import time
+import weakref
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from service_flow import _log
+from service_flow.exceptions import FlowDefinitionError, FlowError, ForkError, MissingContextKey, StopFlow
+from service_flow.run import Failure, RawRecord, Run, format_run_id, provenance
+
+if TYPE_CHECKING:
+    from service_flow._spec import Spec
+    from service_flow.flow import Flow, Node
+
+now = time.perf_counter
+
+#: The rest of the flow for the `DecoratorMiddleware` running now: (middleware, rest).
+CURRENT_APP: contextvars.ContextVar[tuple[object, Callable[..., Any]] | None] = contextvars.ContextVar(
+    "service_flow_current_app", default=None
+)
+
+_PLAN_NUMBERS = itertools.count(1)
+_MAX_LISTED_KEYS = 20
+
+
+class StepInfo(NamedTuple):
+    """A step (or fork) of a compiled plan, by index."""
+
+    name: str
+    branch: str
+    spec: Spec | None  # None for a fork
+    fork_key: str | None
+
+
+def as_context(context: object, flow: Flow) -> dict[str, Any]:
+    """A fresh dict holding the caller's mapping, which is never changed."""
+    if context is None:
+        return {}
+    if isinstance(context, Mapping):
+        return dict(context)
+    msg = f"flow {flow.name!r} takes a mapping as its context, got {type(context).__name__}: {context!r:.80}"
+    raise FlowError(msg, flow=flow.name)
+
+
+def _next_context(context: object) -> dict[str, Any]:
+    if isinstance(context, dict):
+        return context
+    if isinstance(context, Mapping):
+        return dict(context)
+    msg = f"call_next takes the context mapping (or nothing), got {type(context).__name__}"
+    raise FlowError(msg)
+
+
+class _Next:
+    """``call_next`` / ``self.app``: runs the rest of the flow on a context."""
+
+    __slots__ = ("ctx", "plan", "rec")
+
+    def __init__(self, plan: Callable[..., Any], ctx: dict[str, Any], rec: list[RawRecord] | None) -> None:
+        self.plan = plan
+        self.ctx = ctx
+        self.rec = rec
+
+    def __call__(self, context: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        ctx = self.ctx if context is None else _next_context(context)
+        if self.rec is None:
+            self.plan(ctx)
+        else:
+            self.plan(ctx, self.rec)
+        return ctx
+
+
+class _AsyncNext(_Next):
+    """``call_next`` for async around services: returns an awaitable."""
+
+    __slots__ = ()
+
+    async def __call__(self, context: Mapping[str, Any] | None = None) -> dict[str, Any]:  # type: ignore[override]
+        ctx = self.ctx if context is None else _next_context(context)
+        if self.rec is None:
+            await self.plan(ctx)
+        else:
+            await self.plan(ctx, self.rec)
+        return ctx
+
+
+def _bind_app(middleware: object, rest: _Next) -> contextvars.Token[tuple[object, Callable[..., Any]] | None]:
+    return CURRENT_APP.set((middleware, rest))
+
+
+def _unbind_app(token: contextvars.Token[tuple[object, Callable[..., Any]] | None]) -> None:
+    CURRENT_APP.reset(token)
+
+
+class _Tracer(list):  # type: ignore[type-arg]
+    """Raw records of a run whose debug events are on: logs each step as it ends."""
+
+    __slots__ = ("log", "steps")
+
+    def __init__(self, log: Any, steps: Sequence[StepInfo]) -> None:
+        super().__init__()
+        self.log = log
+        self.steps = steps
+
+    def append(self, raw: RawRecord) -> None:
+        super().append(raw)
+        index, start, end, result = raw
+        info = self.steps[index]
+        fields: dict[str, Any] = {"step": info.name, "duration_ms": round((end - start) * 1000, 3)}
+        if info.branch:
+            fields["branch"] = info.branch
+        if isinstance(result, Failure):
+            event = "step.stopped" if isinstance(result.error, StopFlow) else "step.failed"
+            self.log.debug(event, error=_log.describe_error(result.error), **fields)
+        else:
+            keys = list(result) if isinstance(result, Mapping) else []
+            self.log.debug("step.succeeded", keys=keys, **fields)
+
+
+class Plan:
+    """A compiled flow: its entry function and what is needed to explain a run."""
+
+    __slots__ = ("__weakref__", "aio", "entry", "filename", "flow_name", "owner", "record", "steps")
+
+    def __init__(
+        self,
+        *,
+        entry: Callable[..., Any],
+        steps: Sequence[StepInfo],
+        flow_name: str,
+        filename: str,
+        owner: dict[int, int],
+        aio: bool,
+        record: bool,
+    ) -> None:
+        self.entry = entry
+        self.steps = steps
+        self.flow_name = flow_name
+        self.filename = filename
+        self.owner = owner
+        self.aio = aio
+        self.record = record
+
+    def step_of(self, error: BaseException) -> int | None:
+        """The index of the innermost step the traceback of *error* passes through."""
+        found = None
+        tb = error.__traceback__
+        while tb is not None:
+            if tb.tb_frame.f_code.co_filename == self.filename:
+                found = self.owner.get(tb.tb_lineno, found)
+            tb = tb.tb_next
+        return found
+
+    def annotate(self, error: BaseException) -> None:
+        """Name this flow and the failing step on *error* as it leaves the flow."""
+        index = self.step_of(error)
+        if isinstance(error, FlowError):
+            if error.flow is None:
+                error.flow = self.flow_name
+            if error.step is None and index is not None:
+                error.step = self.steps[index].name
+            return
+        if index is None or sys.version_info < (3, 11):
+            return
+        info = self.steps[index]
+        where = f" (branch {info.branch})" if info.branch else ""
+        note = f"raised in step {info.name!r}{where} of flow {self.flow_name!r}"
+        if note not in getattr(error, "__notes__", ()):
+            error.add_note(note)
+
+    def recorder(self, number: int) -> list[RawRecord]:
+        """A fresh list for the raw records of run *number* (logging each step if debug is on)."""
+        log = _log.cached
+        if log is None:
+            log = _log.logger()
+        try:
+            enabled = log.is_enabled_for(logging.DEBUG)
+        except AttributeError:
+            enabled = _log.debug_enabled(log)
+        if not enabled:
+            return []
+        log = log.bind(flow=self.flow_name, run_id=format_run_id(number))
+        log.debug("run.started")
+        return _Tracer(log, self.steps)
+
+    def finish(
+        self, ctx: dict[str, Any], records: list[RawRecord], number: int, started: float, error: BaseException | None
+    ) -> Run:
+        """Build the `Run` of a run that failed, stopped or was traced, and log it."""
+        ended = now()
+        if error is not None:
+            self.annotate(error)
+        run = Run((self, number, ctx, records, error, started, ended))
+        if isinstance(records, _Tracer) or error is not None:
+            _log.run_finished(run, records.log if isinstance(records, _Tracer) else None)
+        return run
+
+
+def _describe_keys(ctx: Mapping[Any, Any], records: Sequence[RawRecord] | None, steps: Sequence[StepInfo]) -> str:
+    keys = list(ctx)
+    shown = []
+    for key in keys[:_MAX_LISTED_KEYS]:
+        label = key if isinstance(key, str) else repr(key)
+        if records is not None:
+            setter = provenance(key, records, steps) if isinstance(key, str) else None
+            label += f" (set by {setter})" if setter else " (given)"
+        shown.append(label)
+    if len(keys) > _MAX_LISTED_KEYS:
+        shown.append(f"and {len(keys) - _MAX_LISTED_KEYS} more")
+    return ", ".join(shown) if shown else "nothing"
+
+
+class _Generator:
+    """Writes the source of one plan."""
+
+    def __init__(self, flow: Flow, *, record: bool) -> None:
+        self.flow_name = flow.name
+        self.record = record
+        self.blocks: list[list[tuple[str, int | None]]] = []
+        self.steps: list[StepInfo] = []
+        self.pending_tables: list[tuple[str, dict[Any, str], str | None, int, Any]] = []
+        self.ns: dict[str, Any] = {
+            "__builtins__": __builtins__,
+            "now": now,
+            "_thread": asyncio.to_thread,
+            "_Next": _Next,
+            "_AsyncNext": _AsyncNext,
+            "_bind_app": _bind_app,
+            "_unbind_app": _unbind_app,
+            "_missing": self._missing,
+            "_failed": _failed,
+            "_other": self._other,
+            "_aother": self._aother,
+        }
+
+    # -- helpers the generated code calls (off the hot path) ------------------------
+
+    def _missing(self, index: int, ctx: dict[str, Any], rec: list[RawRecord] | None) -> None:
+        info = self.steps[index]
+        needed = (str(info.fork_key),) if info.spec is None else info.spec.requires
+        missing = [key for key in needed if key not in ctx]
+        key = missing[0] if missing else needed[0]
+        what = f"the fork on {key!r} needs its key" if info.spec is None else f"{info.name} needs {key!r}"
+        message = f"{what}, which is not in the context"
+        if len(missing) > 1:
+            message += f" (nor are {', '.join(repr(k) for k in missing[1:])})"
+        close = difflib.get_close_matches(key, [k for k in ctx if isinstance(k, str)], n=1)
+        if close:
+            message += f"; did you mean {close[0]!r}?"
+        message += f"; the context has: {_describe_keys(ctx, rec, self.steps)}"
+        if info.branch:
+            message += f"; on branch {info.branch}"
+        error = MissingContextKey(
+            message,
+            key=key,
+            service=info.name,
+            available=[k for k in ctx if isinstance(k, str)],
+            flow=self.flow_name,
+            step=info.name,
+        )
+        if rec is not None:
+            moment = now()
+            rec.append((index, moment, moment, Failure(error)))
+        raise error
+
+    def _other(self, index: int, ctx: dict[str, Any], result: object) -> object:
+        if isinstance(result, Mapping):
+            ctx.update(result)
+            return result
+        name = self.steps[index].name
+        if inspect.isawaitable(result):
+            if inspect.iscoroutine(result):
+                result.close()  # never awaited: close it rather than leak a warning
+            message = (
+                f"{name} returned an awaitable in a synchronous run: declare its __call__ "
+                "`async def` so the flow awaits it, or run the flow with `await flow.arun()`"
+            )
+            raise FlowDefinitionError(message, flow=self.flow_name, step=name)
+        _log.logger().warning(
+            "step.return_ignored",
+            flow=self.flow_name,
+            step=name,
+            returned=type(result).__name__,
+            hint="a service returns a mapping of the keys it sets, or None",
+        )
+        return None
+
+    async def _aother(self, index: int, ctx: dict[str, Any], result: object) -> object:
+        if inspect.isawaitable(result):
+            result = await result
+            if result is None:
+                return None
+        return self._other(index, ctx, result)
+
+    # -- code generation ----------------------------------------------------------
+
+    def bind(self, name: str, value: object) -> str:
+        self.ns[name] = value
+        return name
+
+    def new_step(self, name: str, branch: str, spec: Spec | None, fork_key: str | None = None) -> int:
+        self.steps.append(StepInfo(name, branch, spec, fork_key))
+        return len(self.steps) - 1
+
+    def function(self, nodes: Sequence[Node], branch: str, *, aio: bool) -> str:
+        """Emit a function running *nodes* in order; return its name."""
+        from service_flow.flow import Fork, Step  # flow imports this module
+
+        name = f"_p{len(self.blocks)}"
+        block: list[tuple[str, int | None]] = []
+        self.blocks.append(block)
+        block.append((f"{'async ' if aio else ''}def {name}(ctx{', rec' if self.record else ''}):", None))
+        if self.record:
+            block.append(("    t = now()", None))
+        for position, node in enumerate(nodes):
+            if isinstance(node, Step) and node.spec.around:
+                self.around(block, node.spec, nodes[position + 1 :], branch, aio=aio)
+                break
+            if isinstance(node, Step):
+                self.step(block, node.spec, branch, aio=aio)
+            elif isinstance(node, Fork):
+                self.fork(block, node, branch, aio=aio)
+            else:
+                inner = self.function(node.flow.nodes, branch, aio=aio)
+                self.emit_call(block, inner, None, aio=aio)
+        block.append(("    return None", None))
+        return name
+
+    def emit_call(self, block: list[tuple[str, int | None]], function: str, owner: int | None, *, aio: bool) -> None:
+        args = "ctx, rec" if self.record else "ctx"
+        block.append((f"    {'await ' if aio else ''}{function}({args})", owner))
+        if self.record:
+            block.append(("    t = now()", None))
+
+    def arguments(self, spec: Spec, index: int, lookups: list[str]) -> list[str]:
+        """The argument list of a call to *spec*; appends the required lookups."""
+        if spec.whole_context:
+            return ["context=ctx" if spec.whole_context_keyword else "ctx"]
+        call_args = []
+        for number, arg in enumerate(spec.args):
+            if spec.var_keyword and arg.keyword:
+                if arg.required:
+                    lookups.append(f"ctx[{arg.name!r}]")
+                continue
+            if arg.required:
+                lookups.append(f"a{number} = ctx[{arg.name!r}]")
+                value = f"a{number}"
+            else:
+                value = f"ctx.get({arg.name!r}, {self.bind(f'_d{index}_{number}', arg.default)})"
+            call_args.append(f"{arg.name}={value}" if arg.keyword else value)
+        if spec.var_keyword:
+            call_args.append("**ctx")
+        return call_args
+
+    def lookups(self, block: list[tuple[str, int | None]], index: int, lines: list[str]) -> None:
+        """Emit the context lookups of step *index*, a missing key raising `MissingContextKey`."""
+        if not lines:
+            return
+        rec = "rec" if self.record else "None"
+        texts = ["try:", *(f"    {line}" for line in lines), "except KeyError:", f"    _missing({index}, ctx, {rec})"]
+        block.extend((f"    {text}", index) for text in texts)
+
+    def step(
+        self,
+        block: list[tuple[str, int | None]],
+        spec: Spec,
+        branch: str,
+        *,
+        aio: bool,
+        extra: str = "",
+        app: str | None = None,
+    ) -> int:
+        """Emit one step: lookups, the call, the merge, the record."""
+        index = self.new_step(spec.name, branch, spec)
+
+        def emit(text: str) -> None:
+            block.append((f"    {text}", index))
+
+        call = self.bind(f"_s{index}", spec.call)
+        lookups: list[str] = []
+        call_args = self.arguments(spec, index, lookups)
+        if extra:
+            call_args.append(extra)
+        self.lookups(block, index, lookups)
+        expression = _call_expression(call, call_args, spec, aio=aio)
+        guarded = self.record or app is not None
+        if app is not None:
+            emit(f"token = _bind_app({self.bind(f'_o{index}', spec.service)}, {app})")
+        if guarded:
+            emit("try:")
+        emit(f"{'    ' if guarded else ''}r = {expression}")
+        if self.record:
+            emit("except BaseException as error:")
+            emit(f"    _failed({index}, t, error, rec)")
+            emit("    raise")
+        if app is not None:
+            emit("finally:")
+            emit("    _unbind_app(token)")
+        if self.record and spec.whole_context:
+            emit("if r is ctx:")
+            emit("    r = None")
+        emit("if type(r) is dict:")
+        emit("    ctx.update(r)")
+        emit("elif r is not None:")
+        emit(f"    r = {'await _aother' if aio else '_other'}({index}, ctx, r)")
+        if self.record:
+            emit(f"rec.append(({index}, t, (t := now()), r))")
+        return index
+
+    def around(
+        self, block: list[tuple[str, int | None]], spec: Spec, rest: Sequence[Node], branch: str, *, aio: bool
+    ) -> None:
+        """Emit an around step, compiling the rest of the sequence as its ``call_next``."""
+        from service_flow.flow import Flow
+
+        rest_aio = aio
+        if aio and not spec.is_async:
+            inner_async = [step.name for step in Flow(nodes=tuple(rest)).steps() if step.spec.is_async]
+            if inner_async:
+                message = (
+                    f"around service {spec.name} is synchronous but wraps async steps "
+                    f"({', '.join(inner_async)}): make its __call__ `async def` and await "
+                    "the rest of the flow (`await call_next()` or `await self.app(context)`)"
+                )
+                raise FlowDefinitionError(message, flow=self.flow_name, step=spec.name)
+            rest_aio = False
+        function = self.function(rest, branch, aio=rest_aio)
+        records = "rec" if self.record else "None"
+        rest_call = f"{'_AsyncNext' if rest_aio else '_Next'}({function}, ctx, {records})"
+        if spec.around == "app":
+            self.step(block, spec, branch, aio=aio, app=rest_call)
+        else:
+            self.step(block, spec, branch, aio=aio, extra=f"call_next={rest_call}")
+
+    def fork(self, block: list[tuple[str, int | None]], node: Any, branch: str, *, aio: bool) -> None:
+        """Emit a fork: look up its key, pick the branch function, call it."""
+        index = self.new_step(node.name, branch, None, node.key)
+        prefix = f"{branch} > " if branch else ""
+        functions = {
+            value: self.function(flow.nodes, f"{prefix}{node.key}={value!r}", aio=aio)
+            for value, flow in node.branches.items()
+        }
+        default = None
+        if node.default is not None:
+            default = self.function(node.default.nodes, f"{prefix}{node.key}=DEFAULT", aio=aio)
+        # Filled in by finalize(), once the branch functions exist.
+        table = self.bind(f"_f{index}", {})
+        self.pending_tables.append((table, functions, default, index, node))
+        self.lookups(block, index, [f"v = ctx[{node.key!r}]"])
+        lines = [
+            "try:",
+            f"    b = {table}[v]",
+            "except (KeyError, TypeError):",
+            f"    b = _x{index}(v)",
+        ]
+        block.extend((f"    {line}", index) for line in lines)
+        self.emit_call(block, "b", index, aio=aio)
+
+    def finalize(self, *, aio: bool) -> Plan:
+        """Compile the source, fill the fork tables and return the plan."""
+        source_lines: list[str] = []
+        owner: dict[int, int] = {}
+        for block in self.blocks:
+            for text, index in block:
+                source_lines.append(text)
+                if index is not None:
+                    owner[len(source_lines)] = index
+            source_lines.append("")
+        source = "\n".join(source_lines)
+        filename = f"<service_flow plan {next(_PLAN_NUMBERS)}: {self.flow_name}>"
+        exec(compile(source, filename, "exec"), self.ns)  # noqa: S102 - our own generated code
+        for table, functions, default, index, node in self.pending_tables:
+            self.ns[table].update({value: self.ns[function] for value, function in functions.items()})
+            self.ns[f"_x{index}"] = _no_branch(
+                node, self.ns[default] if default else None, self.flow_name, self.steps[index].name
+            )
+        # Let tracebacks show the generated lines, and forget them with the plan.
+        linecache.cache[filename] = (len(source), None, source.splitlines(keepends=True), filename)
+        plan = Plan(
+            entry=self.ns["_p0"],
+            steps=tuple(self.steps),
+            flow_name=self.flow_name,
+            filename=filename,
+            owner=owner,
+            aio=aio,
+            record=self.record,
+        )
+        weakref.finalize(plan, linecache.cache.pop, filename, None)
+        return plan
+
+
+def _call_expression(call: str, call_args: list[str], spec: Spec, *, aio: bool) -> str:
+    joined = ", ".join(call_args)
+    if aio and spec.is_async:
+        return f"await {call}({joined})"
+    if aio and spec.blocking:
+        return f"await _thread({call}{', ' if joined else ''}{joined})"
+    return f"{call}({joined})"
+
+
+def _failed(index: int, started: float, error: BaseException, rec: list[RawRecord]) -> None:
+    rec.append((index, started, now(), Failure(error)))
+
+
+def _no_branch(node: Any, default: Callable[..., Any] | None, flow_name: str, step: str) -> Callable[[object], Any]:
+    known = tuple(node.branches)
+
+    def no_branch(value: object) -> Callable[..., Any]:
+        if default is not None:
+            return default
+        listed = ", ".join(repr(v) for v in known)
+        message = f"the fork on {node.key!r} has no branch for {value!r:.80}; known values: {listed}"
+        raise ForkError(message, key=node.key, value=value, known=known, flow=flow_name, step=step)
+
+    return no_branch
+
+
+def compile_flow(flow: Flow, *, aio: bool, record: bool) -> Plan:
+    """Compile *flow* into a plan (sync or async, plain or recording)."""
+    generator = _Generator(flow, record=record)
+    generator.function(flow.nodes, "", aio=aio)
+    return generator.finalize(aio=aio)
+
+
+def debug_source(plan: Plan) -> str:
+    """The generated source of *plan* (for the curious and for tests)."""
+    return "".join(linecache.getlines(plan.filename))
+
+
+__all__ = ["CURRENT_APP", "Plan", "StepInfo", "as_context", "compile_flow", "debug_source", "now"]

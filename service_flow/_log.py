@@ -1,0 +1,76 @@
+"""The library's structlog logger and the events it emits.
+
+We never configure structlog: the application does.  Events go through the logger named
+``service_flow``; per-step events are at debug level and are only produced when the
+configured logger says debug is enabled, so a filtering configuration costs nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from service_flow.run import RunStatus
+
+if TYPE_CHECKING:
+    from service_flow.run import Run
+
+LOGGER_NAME = "service_flow"
+PROXY = structlog.get_logger(LOGGER_NAME)
+_MAX_ERROR_CHARS = 300
+
+
+# Set once structlog has cached its logger for us (``cache_logger_on_first_use``): from
+# then on structlog itself hands out that same logger forever, so we may keep it too.
+cached: Any = None
+
+
+def logger() -> Any:
+    """The bound logger as structlog is configured now (cached if the app caches)."""
+    global cached  # noqa: PLW0603 - a write-once cache
+    if cached is not None:
+        return cached
+    log = PROXY.bind()
+    if "bind" in vars(PROXY):  # the proxy replaced its bind() by its cached logger's
+        cached = log
+    return log
+
+
+def debug_enabled(log: Any) -> bool:
+    """Whether *log* would emit a debug event (``True`` when it cannot tell)."""
+    try:
+        return bool(log.is_enabled_for(logging.DEBUG))  # structlog's own and stdlib loggers
+    except AttributeError:
+        pass
+    check = getattr(log, "isEnabledFor", None)
+    if check is None:
+        return True
+    try:
+        return bool(check(logging.DEBUG))
+    except Exception:  # noqa: BLE001 - a logger we cannot query logs everything
+        return True
+
+
+def describe_error(error: BaseException) -> str:
+    """``Type: message``, cut short, for a log field."""
+    text = f"{type(error).__name__}: {error}"
+    return text if len(text) <= _MAX_ERROR_CHARS else text[: _MAX_ERROR_CHARS - 1] + "…"
+
+
+def run_finished(run: Run, log: Any | None) -> None:
+    """Log how *run* ended: debug on success, info when stopped, warning when failed."""
+    if log is None:
+        log = logger().bind(flow=run.flow, run_id=run.run_id)
+    duration_ms = round(run.duration * 1000, 3)
+    step = getattr(run.error, "step", None)
+    if run.status is RunStatus.SUCCEEDED:
+        log.debug("run.succeeded", duration_ms=duration_ms)
+    elif run.status is RunStatus.STOPPED:
+        log.info("run.stopped", reason=run.reason, step=step, duration_ms=duration_ms)
+    else:
+        assert run.error is not None  # noqa: S101 - a failed run has an error
+        if step is None and run.failed_step is not None:
+            step = run.failed_step.name
+        log.warning("run.failed", error=describe_error(run.error), step=step, duration_ms=duration_ms)

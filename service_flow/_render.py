@@ -1,0 +1,83 @@
+"""``repr(flow)``: the structure of a flow, on one line when it fits, else as a tree."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from service_flow.flow import Flow, Node
+
+_WIDTH = 100
+_MAX_NODES = 16  # per level; longer sequences show their ends around an ellipsis
+_KEEP = 6
+
+
+def _elide(nodes: tuple[Node, ...]) -> list[Node | str]:
+    if len(nodes) <= _MAX_NODES:
+        return list(nodes)
+    hidden = len(nodes) - 2 * _KEEP
+    return [*nodes[:_KEEP], f"… {hidden} more steps …", *nodes[-_KEEP:]]
+
+
+def inline(flow: Flow) -> str:
+    """The flow as one expression: ``a >> b < ('key', {'x': c, DEFAULT: d})``."""
+    from service_flow.flow import Fork, Step  # flow imports us lazily
+
+    text = ""
+    ends_with_fork = False
+    for node in _elide(flow.nodes):
+        if isinstance(node, Fork):
+            branches = [f"{value!r}: {_branch(b)}" for value, b in node.branches.items()]
+            if node.default is not None:
+                branches.append(f"DEFAULT: {_branch(node.default)}")
+            fork = f"({node.key!r}, {{{', '.join(branches)}}})"
+            text = f"fork_on{fork}" if not text else f"({text}) < {fork}" if ends_with_fork else f"{text} < {fork}"
+            ends_with_fork = True
+            continue
+        part = node if isinstance(node, str) else node.name if isinstance(node, Step) else f"({inline(node.flow)})"
+        text = part if not text else f"({text}) >> {part}" if ends_with_fork else f"{text} >> {part}"
+        ends_with_fork = False
+    return text or "Flow()"
+
+
+def _branch(flow: Flow) -> str:
+    return inline(flow) if flow.nodes else "None"
+
+
+def _tree(flow: Flow, indent: str) -> list[str]:
+    from service_flow.flow import Fork, Step
+
+    lines = []
+    for position, node in enumerate(_elide(flow.nodes)):
+        joint = "" if position == 0 else ">> "
+        if isinstance(node, str):
+            lines.append(f"{indent}{node}")
+        elif isinstance(node, Step):
+            lines.append(f"{indent}{joint}{node.name}")
+        elif isinstance(node, Fork):
+            lines.append(f"{indent}{'' if position == 0 else '< '}({node.key!r}, {{")
+            branches = [(repr(value), b) for value, b in node.branches.items()]
+            if node.default is not None:
+                branches.append(("DEFAULT", node.default))
+            for label, branch in branches:
+                one = f"{indent}    {label}: {_branch(branch)},"
+                if len(one) <= _WIDTH:
+                    lines.append(one)
+                else:
+                    lines.append(f"{indent}    {label}:")
+                    lines.extend(_tree(branch, indent + "        "))
+            lines.append(f"{indent}}})")
+        else:
+            lines.append(f"{indent}{joint}(")
+            lines.extend(_tree(node.flow, indent + "    "))
+            lines.append(f"{indent})")
+    return lines
+
+
+def render(flow: Flow) -> str:
+    """The ``repr`` of *flow*."""
+    label = f" {flow.name!r}" if flow._name is not None else ""  # noqa: SLF001 - a private view
+    one = f"<Flow{label}: {inline(flow)}>"
+    if len(one) <= _WIDTH:
+        return one
+    return "\n".join([f"<Flow{label}:", *_tree(flow, "    "), ">"])

@@ -1,0 +1,170 @@
+"""Introspection of a service, done once when it joins a flow.
+
+`spec_of` turns any callable into a `Spec`: the name a user will read in errors and
+logs, the context keys its parameters ask for, how to pass them, whether it is async,
+what it declares it provides.  The plan compiler reads specs; nothing here runs per call.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import PurePath
+from typing import Any, Final
+
+from service_flow.exceptions import FlowDefinitionError
+
+#: The parameter name that receives the whole context when it is a service's only one.
+CONTEXT_PARAM: Final = "context"
+#: The parameter through which an around service receives the rest of the flow.
+CALL_NEXT_PARAM: Final = "call_next"
+
+_POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+
+
+@dataclass(frozen=True)
+class Arg:
+    """One parameter filled from the context."""
+
+    name: str
+    required: bool
+    default: Any
+    keyword: bool  # passed as ``name=value`` rather than positionally
+
+
+@dataclass(frozen=True, eq=False)
+class Spec:
+    """What the plan compiler needs to know about one service."""
+
+    service: Any  # the callable the user put in the flow
+    call: Callable[..., Any]  # what the plan calls (a bound ``__call__``, the raw function...)
+    name: str
+    args: tuple[Arg, ...]  # in call order; empty when whole_context
+    whole_context: bool  # the only parameter is ``context``: pass the context itself
+    whole_context_keyword: bool  # ... and it is keyword-only
+    var_keyword: bool  # has ``**kwargs``: keyword args go through ``**context``
+    is_async: bool
+    blocking: bool  # a sync service to run in a thread inside async runs
+    provides: frozenset[str] | None  # None: the service does not say
+    around: str | None  # None, "call_next" (modern) or "app" (DecoratorMiddleware)
+
+    @property
+    def requires(self) -> tuple[str, ...]:
+        """Context keys that must be present."""
+        return tuple(a.name for a in self.args if a.required)
+
+    @property
+    def optional(self) -> tuple[str, ...]:
+        """Context keys that are read when present."""
+        return tuple(a.name for a in self.args if not a.required)
+
+
+def service_name(obj: object) -> str:  # noqa: PLR0911 - one return per kind of callable
+    """The name a user recognises a service by, for errors, logs and diagrams."""
+    explicit = getattr(obj, "name", None)
+    if isinstance(explicit, str) and explicit and not inspect.isroutine(obj):
+        return explicit
+    if isinstance(obj, functools.partial):
+        return f"partial({service_name(obj.func)})"
+    if inspect.ismethod(obj):
+        return str(obj.__qualname__)
+    if inspect.isfunction(obj):
+        if obj.__name__ == "<lambda>":
+            code = obj.__code__
+            return f"<lambda at {PurePath(code.co_filename).name}:{code.co_firstlineno}>"
+        return str(obj.__qualname__)
+    if inspect.isroutine(obj) or inspect.isclass(obj):
+        return str(getattr(obj, "__qualname__", getattr(obj, "__name__", repr(obj))))
+    return type(obj).__name__
+
+
+def _declared_provides(obj: object, name: str) -> frozenset[str] | None:
+    declared = getattr(obj, "provides", None)
+    if declared is None:
+        return None
+    if isinstance(declared, str):
+        return frozenset((declared,))
+    if isinstance(declared, Iterable):
+        keys = tuple(declared)
+        if all(isinstance(k, str) for k in keys):
+            return frozenset(keys)
+    msg = f"{name}.provides must be a key or a tuple of keys (strings), got {declared!r}"
+    raise FlowDefinitionError(msg)
+
+
+def _is_async(obj: object, call: Callable[..., Any]) -> bool:
+    if inspect.iscoroutinefunction(obj) or inspect.iscoroutinefunction(call):
+        return True
+    # A callable instance: look at the class's __call__ (partials and methods are above).
+    method = getattr(type(obj), "__call__", None)  # noqa: B004 - the method itself, not callability
+    return inspect.iscoroutinefunction(method)
+
+
+def _callable_to_run(obj: Any) -> Callable[..., Any]:
+    # Calling a bound method object is cheaper than calling an instance, which looks
+    # up __call__ on every call; bind once here.
+    if inspect.isroutine(obj) or isinstance(obj, functools.partial) or inspect.isclass(obj):
+        return obj
+    wrapped = getattr(obj, "__service_flow_func__", None)
+    if wrapped is not None:
+        return wrapped  # type: ignore[no-any-return]
+    bound: Callable[..., Any] = obj.__call__
+    return bound
+
+
+def spec_of(obj: object) -> Spec:
+    """Introspect *obj* once; raise `FlowDefinitionError` when it cannot be a service."""
+    if not callable(obj):
+        msg = f"a flow step must be callable (a service, function or flow), got {obj!r}"
+        raise FlowDefinitionError(msg)
+    name = service_name(obj)
+    call = _callable_to_run(obj)
+    try:
+        signature = inspect.signature(call)
+    except (TypeError, ValueError) as error:
+        msg = (
+            f"cannot read the parameters of service {name}: {error}; "
+            "wrap it in a function whose parameters name the context keys it needs"
+        )
+        raise FlowDefinitionError(msg) from error
+
+    around = getattr(obj, "__service_flow_around__", None)
+    params = [
+        p
+        for p in signature.parameters.values()
+        if p.kind is not inspect.Parameter.VAR_POSITIONAL
+        and not (around == CALL_NEXT_PARAM and p.name == CALL_NEXT_PARAM)
+    ]
+    if around == CALL_NEXT_PARAM and CALL_NEXT_PARAM not in signature.parameters:
+        msg = f"around service {name} must take a `{CALL_NEXT_PARAM}` parameter (the rest of the flow)"
+        raise FlowDefinitionError(msg)
+
+    var_keyword = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
+    named = [p for p in params if p.kind is not inspect.Parameter.VAR_KEYWORD]
+    whole_context = not var_keyword and len(named) == 1 and named[0].name == CONTEXT_PARAM
+    args: tuple[Arg, ...] = ()
+    if not whole_context:
+        args = tuple(
+            Arg(
+                p.name,
+                required=p.default is inspect.Parameter.empty,
+                default=p.default,
+                keyword=p.kind not in _POSITIONAL,
+            )
+            for p in named
+        )
+    return Spec(
+        service=obj,
+        call=call,
+        name=name,
+        args=args,
+        whole_context=whole_context,
+        whole_context_keyword=whole_context and named[0].kind is inspect.Parameter.KEYWORD_ONLY,
+        var_keyword=var_keyword,
+        is_async=_is_async(obj, call),
+        blocking=bool(getattr(obj, "blocking", False)),
+        provides=_declared_provides(obj, name),
+        around=around,
+    )

@@ -1,0 +1,203 @@
+"""Every error service_flow raises, under one base class.
+
+The tree::
+
+    FlowError                       base of everything the library raises
+    ├── StopFlow                    stop processing this input (not a failure)
+    ├── Retry                       process this input again, optionally after `delay`
+    ├── Fatal                       the processor must restart
+    │   └── ForkError               a fork got a value it has no branch for
+    ├── MissingContextKey           a step needs a key the context does not have
+    ├── ValidationError             `Flow.validate` found problems (lists them all)
+    └── FlowDefinitionError         a flow was put together wrongly (also a TypeError)
+
+`StopFlow`, `Retry` and `Fatal` are raised by *your* services to steer the loop that
+feeds inputs through a flow; the others are raised by the library.  When an error
+leaves a flow, its ``flow`` and ``step`` attributes name where it happened and its
+message says so.
+
+The names of the original service-flow stay importable: `StopFlowException`,
+`RetryException`, `FatalException` and `ForkException` are the same classes as
+`StopFlow`, `Retry`, `Fatal` and `ForkError`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
+
+__all__ = [
+    "Fatal",
+    "FatalException",
+    "FlowDefinitionError",
+    "FlowError",
+    "ForkError",
+    "ForkException",
+    "MissingContextKey",
+    "Retry",
+    "RetryException",
+    "StopFlow",
+    "StopFlowException",
+    "ValidationError",
+]
+
+
+def _rebuild(cls: type[FlowError], args: tuple[Any, ...], state: dict[str, Any]) -> FlowError:
+    error = cls.__new__(cls)
+    error.args = args
+    error.__dict__.update(state)
+    return error
+
+
+class FlowError(Exception):
+    """Base class of every exception service_flow raises.
+
+    ``flow`` and ``step`` name the flow and the step the error came from once it has
+    left a flow (``None`` before that); ``str(error)`` includes them.
+    """
+
+    flow: str | None
+    step: str | None
+
+    def __init__(self, message: str = "", *, flow: str | None = None, step: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.flow = flow
+        self.step = step
+
+    def __str__(self) -> str:
+        where = []
+        if self.step is not None:
+            where.append(f"step {self.step!r}")
+        if self.flow is not None:
+            where.append(f"flow {self.flow!r}")
+        if not where:
+            return self.message
+        location = ", ".join(where)
+        return f"{self.message} [{location}]" if self.message else f"[{location}]"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Keyword-only constructor arguments defeat the default pickling of exceptions;
+        # errors must cross process boundaries (process pools, Dask, Celery) intact.
+        return (_rebuild, (type(self), self.args, dict(self.__dict__)))
+
+
+class StopFlow(FlowError):
+    """Stop processing this input: the remaining steps are skipped.
+
+    Not a failure: ``flow.run()`` reports a *stopped* run and a driver moves on to the
+    next input without retrying.  ``reason`` says why.
+
+    >>> raise StopFlow("order 7 was already shipped")
+    Traceback (most recent call last):
+    ...
+    service_flow.exceptions.StopFlow: order 7 was already shipped
+    """
+
+    @property
+    def reason(self) -> str:
+        """Why the flow stopped (the message it was raised with)."""
+        return self.message
+
+
+class Retry(FlowError):
+    """Process this same input again, from the start, after a delay.
+
+    ``delay`` (seconds) overrides the delay the retry policy would compute; ``None``
+    leaves the choice to the policy.
+    """
+
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        delay: float | None = None,
+        flow: str | None = None,
+        step: str | None = None,
+    ) -> None:
+        if delay is not None and delay < 0:
+            msg = f"Retry delay must be zero or more seconds, got {delay!r}"
+            raise ValueError(msg)
+        super().__init__(message, flow=flow, step=step)
+        self.delay = delay
+
+
+class Fatal(FlowError):
+    """The processor is broken (a lost connection, a bad credential) and must restart.
+
+    A driver tears down and sets up the services' resources, then processes the same
+    input again.
+    """
+
+
+class ForkError(Fatal):
+    """A fork got a context value for which it has no branch and no default."""
+
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        key: str | None = None,
+        value: object = None,
+        known: Sequence[object] = (),
+        flow: str | None = None,
+        step: str | None = None,
+    ) -> None:
+        super().__init__(message, flow=flow, step=step)
+        self.key = key
+        self.value = value
+        self.known = tuple(known)
+
+
+class MissingContextKey(FlowError):
+    """A step needs a context key that is not there.
+
+    ``key`` is the missing key, ``service`` the step that needed it and ``available``
+    the keys the context did have.
+    """
+
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        key: str | None = None,
+        service: str | None = None,
+        available: Iterable[str] = (),
+        flow: str | None = None,
+        step: str | None = None,
+    ) -> None:
+        super().__init__(message, flow=flow, step=step)
+        self.key = key
+        self.service = service
+        self.available = tuple(available)
+
+
+class ValidationError(FlowError):
+    """`Flow.validate` found problems; ``problems`` lists every one of them."""
+
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        problems: Sequence[str] = (),
+        flow: str | None = None,
+        step: str | None = None,
+    ) -> None:
+        super().__init__(message, flow=flow, step=step)
+        self.problems = tuple(problems)
+
+
+class FlowDefinitionError(FlowError, TypeError):
+    """A flow was put together wrongly: a non-callable step, a malformed fork...
+
+    Also a `TypeError`, which is what Python raises for a misused operator.
+    """
+
+
+# The names of the original service-flow, kept so code written for it runs unchanged.
+StopFlowException = StopFlow
+RetryException = Retry
+FatalException = Fatal
+ForkException = ForkError

@@ -1,0 +1,412 @@
+"""Flows: services composed with ``>>`` (in sequence) and ``<`` (forks).
+
+A `Flow` is an immutable sequence of nodes: a `Step` (one service), a `Fork` (branches
+picked by a context value) or a `SubFlow` (a flow kept whole inside another).  The
+operators build new flows and never change their operands, so one flow can be a part
+of many bigger flows and be shared between threads.  Running a flow compiles it, once,
+into a plan that does only the lookups, the calls and the merges.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Final, Union
+
+from service_flow import _compile
+from service_flow._spec import Spec, spec_of
+from service_flow.exceptions import FlowDefinitionError, FlowError
+from service_flow.run import RUN_NUMBERS, Run
+
+if TYPE_CHECKING:
+    from service_flow.validate import Validation
+
+__all__ = ["DEFAULT", "Flow", "Fork", "Node", "Step", "SubFlow", "fork_on"]
+
+
+class _Default:
+    """The key of a fork's default branch (see `DEFAULT`)."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "DEFAULT"
+
+    def __reduce__(self) -> str:
+        return "DEFAULT"
+
+
+#: Use as a key in a fork's branches for the branch taken when no other matches::
+#:
+#:     flow = check < ("country", {"FR": vat_fr, "DE": vat_de, DEFAULT: no_vat})
+DEFAULT: Final = _Default()
+
+
+class Step:
+    """A node that calls one service.  ``spec`` holds what was learnt of it at build."""
+
+    __slots__ = ("spec",)
+
+    def __init__(self, spec: Spec) -> None:
+        self.spec = spec
+
+    @property
+    def service(self) -> Any:
+        """The callable the user put in the flow."""
+        return self.spec.service
+
+    @property
+    def name(self) -> str:
+        """The service's name, as errors, logs and records show it."""
+        return self.spec.name
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Step) and other.spec.service is self.spec.service
+
+    def __hash__(self) -> int:
+        return id(self.spec.service)
+
+    def __repr__(self) -> str:
+        return f"Step({self.name})"
+
+
+class Fork:
+    """A node that runs one of several branches, chosen by the value of ``key``."""
+
+    __slots__ = ("branches", "default", "key")
+
+    def __init__(self, key: str, branches: Mapping[Any, Flow], default: Flow | None) -> None:
+        self.key = key
+        self.branches: Mapping[Any, Flow] = dict(branches)
+        self.default = default
+
+    @property
+    def name(self) -> str:
+        """How errors and records call this fork."""
+        return f"fork on {self.key!r}"
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, Fork)
+            and other.key == self.key
+            and other.default == self.default
+            and list(other.branches.items()) == list(self.branches.items())
+        )
+
+    def __hash__(self) -> int:
+        return hash((Fork, self.key))
+
+    def __repr__(self) -> str:
+        return f"Fork({self.key!r}, {self.branches!r}, default={self.default!r})"
+
+
+class SubFlow:
+    """A flow kept whole as one node of a bigger flow.
+
+    Flows are spliced into one another, except a flow with an around service at its top
+    level: its around service wraps only the rest of *that* flow, so it stays a unit.
+    """
+
+    __slots__ = ("flow",)
+
+    def __init__(self, flow: Flow) -> None:
+        self.flow = flow
+
+    @property
+    def name(self) -> str:
+        """The inner flow's name."""
+        return self.flow.name
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, SubFlow) and other.flow == self.flow
+
+    def __hash__(self) -> int:
+        return hash(self.flow)
+
+    def __repr__(self) -> str:
+        return f"SubFlow({self.flow!r})"
+
+
+Node = Union[Step, Fork, SubFlow]
+
+
+def _as_flow(obj: object, *, role: str) -> Flow:
+    if isinstance(obj, Flow):
+        return obj
+    if obj is None:
+        return Flow()
+    if isinstance(obj, tuple):
+        msg = f"{role} is a tuple {obj!r}; a fork is written `step < (key, {{value: branch}})`"
+        raise FlowDefinitionError(msg)
+    return Flow(obj)  # type: ignore[arg-type]  # Flow() checks it is callable
+
+
+def _fork_node(spec: object) -> Fork:
+    if not (isinstance(spec, tuple) and len(spec) == 2 and isinstance(spec[1], Mapping)):  # noqa: PLR2004
+        msg = (
+            f"a fork is written `flow < (key, {{value: branch, ...}})`, got {spec!r}; "
+            "to compare flows use ==, and note that `a < b < c` is a chained comparison"
+        )
+        raise FlowDefinitionError(msg)
+    key, branches = spec
+    if not isinstance(key, str):
+        msg = f"a fork's key must be a context key (a string), got {key!r}"
+        raise FlowDefinitionError(msg)
+    if not branches:
+        msg = f"the fork on {key!r} has no branches"
+        raise FlowDefinitionError(msg)
+    default: Flow | None = None
+    named: dict[Any, Flow] = {}
+    for value, branch in branches.items():
+        if value is DEFAULT:
+            default = _as_flow(branch, role=f"the default branch of the fork on {key!r}")
+        else:
+            named[value] = _as_flow(branch, role=f"branch {value!r} of the fork on {key!r}")
+    return Fork(key, named, default)
+
+
+def fork_on(key: str, branches: Mapping[Any, Any], *, default: object = None) -> Flow:
+    """A flow that starts with a fork on *key* (a fork needs no step before it).
+
+    ``fork_on("payment", {"card": charge, "invoice": send_invoice}, default=refuse)`` is
+    the flow ``< ("payment", {...})`` would append.  Branches are flows, services or
+    ``None`` (do nothing); ``default`` (or a `DEFAULT` key) is taken for any other value.
+    """
+    if default is not None:
+        branches = {**branches, DEFAULT: default}
+    return Flow(nodes=(_fork_node((key, branches)),))
+
+
+_NO_TRUTH = (
+    "a Flow has no truth value. If this comes from `a < (key, branches) < ...` or "
+    "`a < b < c`, Python read it as a chained comparison, which calls bool() on a flow: "
+    "put each fork in parentheses, `(a < (key, branches)) >> next_step`. To test whether a "
+    "variable holds a flow, write `flow is not None`."
+)
+
+
+class Flow:
+    """An immutable composition of services, itself a service.
+
+    Build one with ``>>`` and ``<`` on services (``Validate() >> Charge()``), or with
+    ``Flow(step, ...)`` where the first step is a plain function.  Run it with
+    ``flow(context)`` (the final context), ``flow.run(context)`` (a `Run` with a record
+    of every step) or ``await flow.arun(context)``.
+
+    Python's precedence makes ``a >> b < (key, branches)`` mean
+    ``(a >> b) < (key, branches)``: the fork comes after ``b``.  Compose after a fork
+    with parentheses: ``(a < (key, branches)) >> c``.
+    """
+
+    __slots__ = ("__weakref__", "_async", "_call_plan", "_lock", "_name", "_nodes", "_plans", "_run_plan")
+
+    def __init__(
+        self,
+        *steps: Callable[..., Any],
+        name: str | None = None,
+        nodes: tuple[Node, ...] = (),
+    ) -> None:
+        built = list(nodes)
+        for step in steps:
+            built.extend(_nodes_of(step))
+        self._nodes: tuple[Node, ...] = tuple(built)
+        self._name = name
+        self._async: bool | None = None
+        self._plans: dict[tuple[bool, bool], _compile.Plan] = {}
+        # The sync plans, once compiled, for the shortest path from a call to the plan.
+        self._call_plan: _compile.Plan | None = None
+        self._run_plan: _compile.Plan | None = None
+        self._lock = threading.Lock()
+
+    @classmethod
+    def _from_left_operand(cls, obj: object) -> Flow:
+        if isinstance(obj, tuple):
+            msg = (
+                f"a fork tuple {obj!r} cannot be the left operand of >>: in "
+                "`a < (key, branches) >> b`, Python applies >> first. Write "
+                "`(a < (key, branches)) >> b`"
+            )
+            raise FlowDefinitionError(msg)
+        return _as_flow(obj, role="the left operand of >>")
+
+    # -- structure ---------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        """The flow's name in errors and logs: the one given, or one made of its steps."""
+        if self._name is not None:
+            return self._name
+        names = [node.name for node in self._nodes]
+        if len(names) > 3:  # noqa: PLR2004
+            names = [names[0], "…", names[-1]]
+        return " >> ".join(names) or "empty flow"
+
+    @property
+    def nodes(self) -> tuple[Node, ...]:
+        """The top-level nodes, in order."""
+        return self._nodes
+
+    def named(self, name: str) -> Flow:
+        """The same flow under another name (for errors, logs and diagrams)."""
+        return Flow(nodes=self._nodes, name=name)
+
+    def steps(self) -> Iterator[Step]:
+        """Every `Step` of the flow, depth first, branches and sub-flows included."""
+        for node in self._nodes:
+            if isinstance(node, Step):
+                yield node
+            elif isinstance(node, SubFlow):
+                yield from node.flow.steps()
+            else:
+                for branch in node.branches.values():
+                    yield from branch.steps()
+                if node.default is not None:
+                    yield from node.default.steps()
+
+    @property
+    def is_async(self) -> bool:
+        """Whether any step, in any branch, is async (then calling it gives an awaitable)."""
+        if self._async is None:
+            self._async = any(step.spec.is_async for step in self.steps())
+        return self._async
+
+    def _has_open_around(self) -> bool:
+        return any(isinstance(node, Step) and node.spec.around for node in self._nodes)
+
+    # -- composition -------------------------------------------------------------
+
+    def __rshift__(self, other: Callable[..., Any]) -> Flow:
+        return Flow(nodes=self._nodes + _nodes_of(other, sealed=True))
+
+    def __rrshift__(self, other: Callable[..., Any]) -> Flow:
+        return Flow._from_left_operand(other) >> self
+
+    def __lt__(self, spec: tuple[str, Mapping[Any, Any]]) -> Flow:
+        return Flow(nodes=(*self._nodes, _fork_node(spec)))
+
+    def __bool__(self) -> bool:
+        raise FlowDefinitionError(_NO_TRUTH)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Flow) and other._nodes == self._nodes and other.name == self.name
+
+    def __hash__(self) -> int:
+        return hash(self._nodes)
+
+    def __repr__(self) -> str:
+        from service_flow._render import render  # only for repr
+
+        return render(self)
+
+    # -- running -----------------------------------------------------------------
+
+    def _plan(self, *, aio: bool, record: bool) -> _compile.Plan:
+        plan = self._plans.get((aio, record))
+        if plan is None:
+            with self._lock:
+                plan = self._plans.get((aio, record))
+                if plan is None:
+                    plan = _compile.compile_flow(self, aio=aio, record=record)
+                    self._plans[aio, record] = plan
+        return plan
+
+    def __call__(self, context: Mapping[str, Any] | None = None) -> Any:
+        """Run the flow on a copy of *context* and return the final context (a dict).
+
+        The caller's mapping is not changed.  A flow holding an async service returns
+        an awaitable instead, as the original service-flow did.  Errors propagate, with
+        the flow and step named on `FlowError` (and in a note on other exceptions).
+        """
+        plan = self._call_plan
+        if plan is None:
+            if self.is_async:
+                return self._acall(context)
+            plan = self._call_plan = self._plan(aio=False, record=False)
+        ctx = context.copy() if type(context) is dict else _compile.as_context(context, self)
+        try:
+            plan.entry(ctx)
+        except BaseException as error:
+            plan.annotate(error)
+            raise
+        return ctx
+
+    async def _acall(self, context: Mapping[str, Any] | None) -> dict[str, Any]:
+        plan = self._plan(aio=True, record=False)
+        ctx = _compile.as_context(context, self)
+        try:
+            await plan.entry(ctx)
+        except BaseException as error:
+            plan.annotate(error)
+            raise
+        return ctx
+
+    def run(self, context: Mapping[str, Any] | None = None) -> Run:
+        """Run the flow and return a `Run`: status, final context, step records, error.
+
+        `StopFlow` gives a *stopped* run and any other exception a *failed* one instead
+        of propagating (``KeyboardInterrupt`` and ``SystemExit`` still propagate).  A
+        flow with async services must use `arun`.
+        """
+        plan = self._run_plan
+        if plan is None:
+            if self.is_async:
+                names = ", ".join(step.name for step in self.steps() if step.spec.is_async)
+                msg = f"flow {self.name!r} has async services ({names}): use `await flow.arun(context)`"
+                raise FlowError(msg, flow=self.name)
+            plan = self._run_plan = self._plan(aio=False, record=True)
+        ctx = context.copy() if type(context) is dict else _compile.as_context(context, self)
+        number = next(RUN_NUMBERS)
+        records = plan.recorder(number)
+        started = _compile.now()
+        try:
+            plan.entry(ctx, records)
+        except Exception as error:  # noqa: BLE001 - a Run reports every failure
+            return plan.finish(ctx, records, number, started, error)
+        except BaseException as error:
+            plan.annotate(error)
+            raise
+        if type(records) is list:  # not tracing: nothing to log
+            return Run((plan, number, ctx, records, None, started, _compile.now()))
+        return plan.finish(ctx, records, number, started, None)
+
+    async def arun(self, context: Mapping[str, Any] | None = None) -> Run:
+        """Run the flow in the event loop and return its `Run` (see `run`).
+
+        Sync services run inline, those marked ``blocking`` in a worker thread.
+        """
+        plan = self._plan(aio=True, record=True)
+        ctx = _compile.as_context(context, self)
+        number = next(RUN_NUMBERS)
+        records = plan.recorder(number)
+        started = _compile.now()
+        try:
+            await plan.entry(ctx, records)
+        except Exception as error:  # noqa: BLE001 - a Run reports every failure
+            return plan.finish(ctx, records, number, started, error)
+        except BaseException as error:
+            plan.annotate(error)
+            raise
+        return plan.finish(ctx, records, number, started, None)
+
+    def validate(self, given: Iterable[str] | Mapping[str, Any] = ()) -> Validation:
+        """Check, without running anything, that every step gets the keys it requires.
+
+        *given* are the keys the input will hold.  Every path through every fork is
+        followed; all problems are raised together in one `ValidationError`.  Steps
+        that do not declare ``provides`` are trusted to provide what is missing after
+        them, and named in a `ValidationWarning`.
+        """
+        from service_flow.validate import validate
+
+        return validate(self, given)
+
+
+def _nodes_of(obj: object, *, sealed: bool = False) -> tuple[Node, ...]:
+    if isinstance(obj, Flow):
+        if sealed and obj._has_open_around():  # noqa: SLF001
+            return (SubFlow(obj),)
+        return obj.nodes
+    if isinstance(obj, tuple):
+        msg = f"cannot add the tuple {obj!r} to a flow with >>; a fork is written `flow < (key, {{value: branch}})`"
+        raise FlowDefinitionError(msg)
+    return (Step(spec_of(obj)),)
