@@ -391,9 +391,11 @@ class _Generator:
         aio: bool,
         extra: str = "",
         app: str | None = None,
+        index: int | None = None,
     ) -> int:
         """Emit one step: lookups, the call, the merge, the record."""
-        index = self.new_step(spec.name, branch, spec)
+        if index is None:
+            index = self.new_step(spec.name, branch, spec)
 
         def emit(text: str) -> None:
             block.append((f"    {text}", index))
@@ -446,13 +448,14 @@ class _Generator:
                 )
                 raise FlowDefinitionError(message, flow=self.flow_name, step=spec.name)
             rest_aio = False
+        index = self.new_step(spec.name, branch, spec)  # before the steps it wraps
         function = self.function(rest, branch, aio=rest_aio)
         records = "rec" if self.record else "None"
         rest_call = f"{'_AsyncNext' if rest_aio else '_Next'}({function}, ctx, {records})"
         if spec.around == "app":
-            self.step(block, spec, branch, aio=aio, app=rest_call)
+            self.step(block, spec, branch, aio=aio, app=rest_call, index=index)
         else:
-            self.step(block, spec, branch, aio=aio, extra=f"call_next={rest_call}")
+            self.step(block, spec, branch, aio=aio, extra=f"call_next={rest_call}", index=index)
 
     def fork(self, block: list[tuple[str, int | None]], node: Any, branch: str, *, aio: bool) -> None:
         """Emit a fork: look up its key, pick the branch function, call it."""

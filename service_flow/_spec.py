@@ -69,12 +69,13 @@ def service_name(obj: object) -> str:  # noqa: PLR0911 - one return per kind of 
     if isinstance(obj, functools.partial):
         return f"partial({service_name(obj.func)})"
     if inspect.ismethod(obj):
-        return str(obj.__qualname__)
+        return str(obj.__qualname__).rpartition("<locals>.")[2]
     if inspect.isfunction(obj):
         if obj.__name__ == "<lambda>":
             code = obj.__code__
             return f"<lambda at {PurePath(code.co_filename).name}:{code.co_firstlineno}>"
-        return str(obj.__qualname__)
+        # A function defined inside another is known by its own name, not its path.
+        return str(obj.__qualname__).rpartition("<locals>.")[2]
     if inspect.isroutine(obj) or inspect.isclass(obj):
         return str(getattr(obj, "__qualname__", getattr(obj, "__name__", repr(obj))))
     return type(obj).__name__
@@ -114,6 +115,14 @@ def _callable_to_run(obj: Any) -> Callable[..., Any]:
     return bound
 
 
+def _by_keyword(param: inspect.Parameter, *, var_keyword: bool, after_call_next: bool) -> bool:
+    if param.kind is inspect.Parameter.POSITIONAL_ONLY:
+        return False
+    # With **kwargs the context goes in as keywords: only what cannot be passed by
+    # keyword goes positionally.
+    return var_keyword or after_call_next or param.kind not in _POSITIONAL
+
+
 def spec_of(obj: object) -> Spec:
     """Introspect *obj* once; raise `FlowDefinitionError` when it cannot be a service."""
     if not callable(obj):
@@ -146,12 +155,15 @@ def spec_of(obj: object) -> Spec:
     whole_context = not var_keyword and len(named) == 1 and named[0].name == CONTEXT_PARAM
     args: tuple[Arg, ...] = ()
     if not whole_context:
+        # call_next is passed by keyword, so the parameters after it must be too.
+        names = list(signature.parameters)
+        after = names.index(CALL_NEXT_PARAM) if around == CALL_NEXT_PARAM else len(names)
         args = tuple(
             Arg(
                 p.name,
                 required=p.default is inspect.Parameter.empty,
                 default=p.default,
-                keyword=p.kind not in _POSITIONAL,
+                keyword=_by_keyword(p, var_keyword=var_keyword, after_call_next=names.index(p.name) > after),
             )
             for p in named
         )

@@ -188,6 +188,9 @@ class ValidationError(FlowError):
         super().__init__(message, flow=flow, step=step)
         self.problems = tuple(problems)
 
+    def __str__(self) -> str:
+        return self.message  # it opens with the flow's name and lists each step
+
 
 class FlowDefinitionError(FlowError, TypeError):
     """A flow was put together wrongly: a non-callable step, a malformed fork...

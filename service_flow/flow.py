@@ -83,7 +83,7 @@ class Fork:
     @property
     def name(self) -> str:
         """How errors and records call this fork."""
-        return f"fork on {self.key!r}"
+        return f"fork on {self.key}"
 
     def __eq__(self, other: object) -> bool:
         return (

@@ -224,7 +224,9 @@ class Around(Service):
 @overload
 def around(func: Callable[P, R], /) -> FunctionService[P, R]: ...
 @overload
-def around(*, name: str | None = None) -> Callable[[Callable[P, R]], FunctionService[P, R]]: ...
+def around(
+    *, name: str | None = None, provides: Iterable[str] | str | None = None
+) -> Callable[[Callable[P, R]], FunctionService[P, R]]: ...
 
 
 def around(
@@ -232,6 +234,7 @@ def around(
     /,
     *,
     name: str | None = None,
+    provides: Iterable[str] | str | None = None,
 ) -> FunctionService[P, R] | Callable[[Callable[P, R]], FunctionService[P, R]]:
     """Make a function an around service (see `Around`).
 
@@ -246,6 +249,6 @@ def around(
     """
 
     def wrap(f: Callable[P, R]) -> FunctionService[P, R]:
-        return FunctionService(f, name=name, around=True)
+        return FunctionService(f, name=name, provides=provides, around=True)
 
     return wrap if func is None else wrap(func)

@@ -1,0 +1,163 @@
+"""Around services: `Around`/`@around` with call_next, and the original DecoratorMiddleware."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+
+from service_flow import Around, CallNext, Flow, StopFlow, around, fork_on
+from service_flow.middleware import DecoratorMiddleware
+
+
+def divide(a: float, b: float) -> dict[str, float]:
+    return {"q": a / b}
+
+
+def double(q: float) -> dict[str, float]:
+    return {"q2": q * 2}
+
+
+class Catch(Around):
+    def __call__(self, call_next: CallNext) -> dict[str, str] | None:
+        try:
+            call_next()
+        except ZeroDivisionError:
+            return {"error": "divided by zero"}
+        return None
+
+
+class Handler(DecoratorMiddleware):
+    def __call__(self, context: dict[str, Any]) -> dict[str, str] | None:
+        try:
+            self.app(context)
+        except ZeroDivisionError:
+            return {"error": "divided by zero"}
+        return None
+
+
+@pytest.mark.parametrize("wrapper", [Catch(), Handler()], ids=["Around", "DecoratorMiddleware"])
+def test_an_around_service_wraps_every_step_after_it(wrapper: Any) -> None:
+    flow = wrapper >> divide >> double
+    assert flow({"a": 1, "b": 0}) == {"a": 1, "b": 0, "error": "divided by zero"}
+    assert flow({"a": 4, "b": 2}) == {"a": 4, "b": 2, "q": 2.0, "q2": 4.0}
+
+
+def test_what_an_around_service_returns_is_merged_after_the_rest() -> None:
+    @around
+    def stamp(call_next: CallNext, tag: str) -> dict[str, str]:
+        seen = call_next()
+        return {"tag": f"{tag} after {sorted(seen)}"}
+
+    flow = stamp >> divide
+    assert flow({"a": 1, "b": 2, "tag": "t"})["tag"] == "t after ['a', 'b', 'q', 'tag']"
+
+
+def test_an_around_service_may_skip_the_rest() -> None:
+    @around
+    def closed(call_next: CallNext) -> dict[str, bool]:
+        return {"skipped": True}
+
+    assert (closed >> divide)({"a": 1, "b": 0}) == {"a": 1, "b": 0, "skipped": True}
+
+
+def test_call_next_can_run_the_rest_on_another_context() -> None:
+    @around
+    def sandbox(context: dict[str, Any], call_next: CallNext) -> dict[str, Any]:
+        trial = call_next({**context, "b": 1})
+        return {"trial_q": trial["q"]}
+
+    assert (sandbox >> divide)({"a": 3, "b": 0}) == {"a": 3, "b": 0, "trial_q": 3.0}
+
+
+def test_an_around_service_needs_a_call_next_parameter() -> None:
+    from service_flow import FlowDefinitionError
+
+    class Broken(Around):
+        def __call__(self, context: dict[str, Any]) -> None:
+            return None
+
+    with pytest.raises(FlowDefinitionError, match="must take a `call_next` parameter"):
+        Flow(Broken())
+
+
+def test_nested_around_services_wrap_in_order() -> None:
+    calls: list[str] = []
+
+    def tracer(label: str) -> Any:
+        @around(name=label)
+        def trace(call_next: CallNext) -> None:
+            calls.append(f"enter {label}")
+            call_next()
+            calls.append(f"leave {label}")
+
+        return trace
+
+    flow = tracer("outer") >> divide >> tracer("inner") >> double
+    flow({"a": 1, "b": 1})
+    assert calls == ["enter outer", "enter inner", "leave inner", "leave outer"]
+    assert [r.name for r in flow.run({"a": 1, "b": 1}).steps] == ["outer", "divide", "inner", "double"]
+
+
+def test_around_inside_a_fork_branch_wraps_the_rest_of_that_branch_only() -> None:
+    def done() -> dict[str, bool]:
+        return {"done": True}
+
+    flow = fork_on("mode", {"safe": Flow(Catch(), divide), "raw": divide}) >> done
+    assert flow({"mode": "safe", "a": 1, "b": 0}) == {
+        "mode": "safe",
+        "a": 1,
+        "b": 0,
+        "error": "divided by zero",
+        "done": True,
+    }
+    with pytest.raises(ZeroDivisionError):
+        flow({"mode": "raw", "a": 1, "b": 0})
+
+
+def test_a_sealed_sub_flow_keeps_its_around_service_to_itself() -> None:
+    flow = Flow(divide) >> (Catch() >> double) >> (lambda q2: {"q3": q2 / 0})
+    with pytest.raises(ZeroDivisionError):
+        flow({"a": 1, "b": 1})
+
+
+def test_decorator_middleware_app_can_be_set_by_hand_outside_a_flow() -> None:
+    handler = Handler()
+    assert handler.app is None
+
+    def failing(context: dict[str, Any]) -> dict[str, Any]:
+        raise ZeroDivisionError
+
+    handler.app = failing
+    assert handler({}) == {"error": "divided by zero"}
+
+
+def test_one_decorator_middleware_serves_many_flows_and_threads_at_once() -> None:
+    handler = Handler()
+    barrier = threading.Barrier(8)
+
+    def slow_divide(a: float, b: float) -> dict[str, float]:
+        barrier.wait(timeout=5)  # every thread is inside the handler at the same time
+        return {"q": a / b}
+
+    flows = [handler >> slow_divide, handler >> slow_divide >> double]
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda n: flows[n % 2]({"a": n, "b": n % 3}), range(8)))
+    for n, result in enumerate(results):
+        if n % 3 == 0:
+            assert result["error"] == "divided by zero"
+        else:
+            assert result["q"] == n / (n % 3)
+            assert ("q2" in result) == (n % 2 == 1)
+
+
+def test_stop_flow_inside_the_rest_passes_through_an_around_service() -> None:
+    def stop() -> None:
+        raise StopFlow("enough")
+
+    run = (Catch() >> stop >> divide).run({"a": 1, "b": 0})
+    assert run.stopped
+    assert run.reason == "enough"
+    assert [(r.name, r.status) for r in run.steps] == [("Catch", "stopped"), ("stop", "stopped")]
