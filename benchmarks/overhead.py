@@ -6,8 +6,9 @@ floor measured in the same process and round:
 
 - floor: hand-written Python doing the same copy, lookups, calls and merges;
 - ``flow(ctx)``: service_flow's plain call;
-- ``flow.run(ctx)``: with a record per step (structlog configured as in production:
-  filtering at INFO, loggers cached; the last line repeats it with structlog's defaults);
+- ``flow.run(ctx)``: with a record per step, structlog configured as in production
+  (filtering at INFO, loggers cached); then again with loggers not cached, and with
+  debug events on (each step logged, rendered to /dev/null);
 - the original service-flow 0.3.1, installed with ``pip install --target`` into a
   temporary folder and run in a subprocess, since it shares our import name.
 
@@ -115,7 +116,7 @@ def run_original(rounds: int) -> dict[int, dict[str, list[float]]] | str:
 
 
 def _helper_source() -> str:
-    import inspect  # noqa: PLC0415
+    import inspect
 
     return "\n".join(
         ["from typing import Any, Callable"]
@@ -123,65 +124,70 @@ def _helper_source() -> str:
     )
 
 
-def configure_structlog(*, production: bool) -> None:
-    import structlog  # noqa: PLC0415
+def configure_structlog(mode: str) -> None:
+    """Configure structlog as an application would: "production", "uncached" or "debug"."""
+    import structlog
 
-    if production:
+    from service_flow import _log
+
+    structlog.reset_defaults()
+    # A logger structlog cached stays cached (its documented behaviour): start afresh.
+    _log.PROXY = structlog.get_logger(_log.LOGGER_NAME)
+    _log.cached = None
+    if mode == "debug":
+        # Every debug event is rendered (to /dev/null, so that printing is not measured).
+        structlog.configure(logger_factory=structlog.PrintLoggerFactory(open(os.devnull, "w")))  # noqa: PTH123, SIM115
+    else:
         structlog.configure(
             wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
-            cache_logger_on_first_use=True,
+            cache_logger_on_first_use=mode == "production",
         )
-    else:
-        structlog.reset_defaults()
-        # The defaults print every event; send them nowhere so printing is not measured.
-        structlog.configure(logger_factory=structlog.PrintLoggerFactory(open(os.devnull, "w")))  # noqa: PTH123, SIM115
+
+
+def report_size(n: int, rounds: int, original: dict[int, dict[str, list[float]]] | str) -> None:
+    """Measure and print one flow size."""
+    from service_flow import Flow
+
+    steps = make_steps(n)
+    floor = make_floor(steps)
+    flow = Flow(*steps)
+    inputs = {"k0": 0}
+    assert flow(inputs) == floor(inputs) == flow.run(inputs).context  # noqa: S101
+    contenders = {
+        "floor (hand-written)": lambda: floor(inputs),
+        "service_flow flow(ctx)": lambda: flow(inputs),
+        "service_flow flow.run(ctx)": lambda: flow.run(inputs),
+    }
+    results = measure(contenders, n, rounds)
+    rows = [(name, times, results["floor (hand-written)"]) for name, times in results.items()]
+    for mode, label in (("uncached", "  run(ctx), loggers not cached"), ("debug", "  run(ctx), debug events rendered")):
+        configure_structlog(mode)
+        other = measure({"floor": lambda: floor(inputs), "run": lambda: flow.run(inputs)}, n, rounds)
+        rows.append((label, other["run"], other["floor"]))
+    configure_structlog("production")
+    if not isinstance(original, str):
+        rows.append(("service-flow 0.3.1 (subprocess)", original[n]["original"], original[n]["floor"]))
+    for name, times, floors in rows:
+        ratio = statistics.median(t / f for t, f in zip(times, floors))
+        print(f"{n:>4}  {name:<34}{statistics.median(times):>9.1f}{ratio:>9.2f}")
+    if isinstance(original, str):
+        print(f"{n:>4}  {'service-flow 0.3.1':<34}  {original}")
+    print()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=15, help="interleaved measurement rounds (default 15)")
     args = parser.parse_args()
-
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from service_flow import Flow  # noqa: PLC0415
-
-    configure_structlog(production=True)
+    configure_structlog("production")
     print(f"Python {sys.version.split()[0]}, {args.rounds} rounds, medians; ratio = time / floor in the same round\n")
     original = run_original(args.rounds)
     header = f"{'N':>4}  {'contender':<34}{'ns/step':>9}{'x floor':>9}"
     print(header)
     print("-" * len(header))
     for n in SIZES:
-        steps = make_steps(n)
-        floor = make_floor(steps)
-        flow = Flow(*steps)
-        inputs = {"k0": 0}
-        assert flow(inputs) == floor(inputs) == flow.run(inputs).context  # noqa: S101
-        contenders = {
-            "floor (hand-written)": lambda: floor(inputs),
-            "service_flow flow(ctx)": lambda: flow(inputs),
-            "service_flow flow.run(ctx)": lambda: flow.run(inputs),
-        }
-        results = measure(contenders, n, args.rounds)
-        configure_structlog(production=False)
-        default_log = measure({"floor": lambda: floor(inputs), "run": lambda: flow.run(inputs)}, n, args.rounds)
-        configure_structlog(production=True)
-        floors = results["floor (hand-written)"]
-        for name, times in results.items():
-            ratios = [t / f for t, f in zip(times, floors)]
-            print(f"{n:>4}  {name:<34}{statistics.median(times):>9.1f}{statistics.median(ratios):>9.2f}")
-        ratios = [t / f for t, f in zip(default_log["run"], default_log["floor"])]
-        label = "  run(ctx), structlog defaults"
-        print(f"{n:>4}  {label:<34}{statistics.median(default_log['run']):>9.1f}{statistics.median(ratios):>9.2f}")
-        if isinstance(original, str):
-            print(f"{n:>4}  {'service-flow 0.3.1':<34}  {original}")
-        else:
-            times, floors_there = original[n]["original"], original[n]["floor"]
-            ratios = [t / f for t, f in zip(times, floors_there)]
-            print(
-                f"{n:>4}  {'service-flow 0.3.1 (subprocess)':<34}{statistics.median(times):>9.1f}{statistics.median(ratios):>9.2f}"
-            )
-        print()
+        report_size(n, args.rounds, original)
     print("Goals: flow(ctx) <= 1.3x and flow.run(ctx) <= 2.0x the floor, at N = 10 and 100.")
 
 

@@ -61,9 +61,11 @@ class FlowError(Exception):
     flow: str | None
     step: str | None
 
-    def __init__(self, message: str = "", *, flow: str | None = None, step: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
+    def __init__(self, *args: object, flow: str | None = None, step: str | None = None) -> None:
+        # Like any exception (and the original service-flow's), take any arguments:
+        # `RetryException(error)`, `StopFlow("reason", order_id)`.
+        super().__init__(*args)
+        self.message = "" if not args else str(args[0]) if len(args) == 1 else str(args)
         self.flow = flow
         self.step = step
 
@@ -111,8 +113,7 @@ class Retry(FlowError):
 
     def __init__(
         self,
-        message: str = "",
-        *,
+        *args: object,
         delay: float | None = None,
         flow: str | None = None,
         step: str | None = None,
@@ -120,7 +121,7 @@ class Retry(FlowError):
         if delay is not None and delay < 0:
             msg = f"Retry delay must be zero or more seconds, got {delay!r}"
             raise ValueError(msg)
-        super().__init__(message, flow=flow, step=step)
+        super().__init__(*args, flow=flow, step=step)
         self.delay = delay
 
 
@@ -137,15 +138,14 @@ class ForkError(Fatal):
 
     def __init__(
         self,
-        message: str = "",
-        *,
+        *args: object,
         key: str | None = None,
         value: object = None,
         known: Sequence[object] = (),
         flow: str | None = None,
         step: str | None = None,
     ) -> None:
-        super().__init__(message, flow=flow, step=step)
+        super().__init__(*args, flow=flow, step=step)
         self.key = key
         self.value = value
         self.known = tuple(known)
@@ -160,15 +160,14 @@ class MissingContextKey(FlowError):
 
     def __init__(
         self,
-        message: str = "",
-        *,
+        *args: object,
         key: str | None = None,
         service: str | None = None,
         available: Iterable[str] = (),
         flow: str | None = None,
         step: str | None = None,
     ) -> None:
-        super().__init__(message, flow=flow, step=step)
+        super().__init__(*args, flow=flow, step=step)
         self.key = key
         self.service = service
         self.available = tuple(available)
@@ -179,13 +178,12 @@ class ValidationError(FlowError):
 
     def __init__(
         self,
-        message: str = "",
-        *,
+        *args: object,
         problems: Sequence[str] = (),
         flow: str | None = None,
         step: str | None = None,
     ) -> None:
-        super().__init__(message, flow=flow, step=step)
+        super().__init__(*args, flow=flow, step=step)
         self.problems = tuple(problems)
 
     def __str__(self) -> str:

@@ -207,8 +207,9 @@ class Flow:
         nodes: tuple[Node, ...] = (),
     ) -> None:
         built = list(nodes)
-        for step in steps:
-            built.extend(_nodes_of(step))
+        for position, step in enumerate(steps):
+            # As with >>, a flow after the first argument keeps its around services to itself.
+            built.extend(_nodes_of(step, sealed=bool(nodes) or position > 0))
         self._nodes: tuple[Node, ...] = tuple(built)
         self._name = name
         self._async: bool | None = None
