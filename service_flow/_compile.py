@@ -439,7 +439,7 @@ class _Generator:
 
         rest_aio = aio
         if aio and not spec.is_async:
-            inner_async = [step.name for step in Flow(nodes=tuple(rest)).steps() if step.spec.is_async]
+            inner_async = [step.name for step in Flow(nodes=tuple(rest)).iter_steps() if step.spec.is_async]
             if inner_async:
                 message = (
                     f"around service {spec.name} is synchronous but wraps async steps "

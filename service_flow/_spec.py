@@ -63,8 +63,10 @@ class Spec:
 
 def service_name(obj: object) -> str:  # noqa: PLR0911 - one return per kind of callable
     """The name a user recognises a service by, for errors, logs and diagrams."""
-    explicit = getattr(obj, "name", None)
-    if isinstance(explicit, str) and explicit and not inspect.isroutine(obj):
+    # Services and flows say their name; an arbitrary object's `name` attribute may
+    # mean anything (a warehouse's city), so it is not asked.
+    explicit = getattr(obj, "__service_flow_name__", None)
+    if isinstance(explicit, str) and explicit:
         return explicit
     if isinstance(obj, functools.partial):
         return f"partial({service_name(obj.func)})"

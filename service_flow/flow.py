@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Final, Union
 
 from service_flow import _compile
@@ -77,7 +78,7 @@ class Fork:
 
     def __init__(self, key: str, branches: Mapping[Any, Flow], default: Flow | None) -> None:
         self.key = key
-        self.branches: Mapping[Any, Flow] = dict(branches)
+        self.branches: Mapping[Any, Flow] = MappingProxyType(dict(branches))
         self.default = default
 
     @property
@@ -97,7 +98,7 @@ class Fork:
         return hash((Fork, self.key))
 
     def __repr__(self) -> str:
-        return f"Fork({self.key!r}, {self.branches!r}, default={self.default!r})"
+        return f"Fork({self.key!r}, {dict(self.branches)!r}, default={self.default!r})"
 
 
 class SubFlow:
@@ -243,6 +244,11 @@ class Flow:
         return " >> ".join(names) or "empty flow"
 
     @property
+    def __service_flow_name__(self) -> str:
+        """The flow's name, when it is a step of another flow."""
+        return self.name
+
+    @property
     def nodes(self) -> tuple[Node, ...]:
         """The top-level nodes, in order."""
         return self._nodes
@@ -251,24 +257,24 @@ class Flow:
         """The same flow under another name (for errors, logs and diagrams)."""
         return Flow(nodes=self._nodes, name=name)
 
-    def steps(self) -> Iterator[Step]:
+    def iter_steps(self) -> Iterator[Step]:
         """Every `Step` of the flow, depth first, branches and sub-flows included."""
         for node in self._nodes:
             if isinstance(node, Step):
                 yield node
             elif isinstance(node, SubFlow):
-                yield from node.flow.steps()
+                yield from node.flow.iter_steps()
             else:
                 for branch in node.branches.values():
-                    yield from branch.steps()
+                    yield from branch.iter_steps()
                 if node.default is not None:
-                    yield from node.default.steps()
+                    yield from node.default.iter_steps()
 
     @property
     def is_async(self) -> bool:
         """Whether any step, in any branch, is async (then calling it gives an awaitable)."""
         if self._async is None:
-            self._async = any(step.spec.is_async for step in self.steps())
+            self._async = any(step.spec.is_async for step in self.iter_steps())
         return self._async
 
     def _has_open_around(self) -> bool:
@@ -351,7 +357,7 @@ class Flow:
         plan = self._run_plan
         if plan is None:
             if self.is_async:
-                names = ", ".join(step.name for step in self.steps() if step.spec.is_async)
+                names = ", ".join(step.name for step in self.iter_steps() if step.spec.is_async)
                 msg = f"flow {self.name!r} has async services ({names}): use `await flow.arun(context)`"
                 raise FlowError(msg, flow=self.name)
             plan = self._run_plan = self._plan(aio=False, record=True)

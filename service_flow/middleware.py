@@ -61,7 +61,7 @@ class DecoratorMiddleware(Service):
         self.__dict__["_app"] = value
 
 
-class LambdaMiddleware(FunctionService[..., Any]):
+class LambdaMiddleware(FunctionService):  # type: ignore[type-arg]  # [..., Any] fails at run time on 3.9
     """A function (or lambda) as a service, as the original wrapped lambdas."""
 
     def __init__(self, func: Callable[..., Any]) -> None:

@@ -98,6 +98,11 @@ class Service:
         return Flow(self) < fork
 
     @property
+    def __service_flow_name__(self) -> str:
+        """The name errors, logs and records use: ``name``, or the class name."""
+        return self.name or type(self).__name__
+
+    @property
     def is_async(self) -> bool:
         """Whether ``__call__`` is a coroutine function (kept from the original API)."""
         return inspect.iscoroutinefunction(type(self).__call__)

@@ -91,7 +91,7 @@ class _Checker:
                 if spec.around:
                     rest = nodes[position + 1 :]
                     if not spec.is_async:
-                        inner = [s.name for s in Flow(nodes=tuple(rest)).steps() if s.spec.is_async]
+                        inner = [s.name for s in Flow(nodes=tuple(rest)).iter_steps() if s.spec.is_async]
                         if inner:
                             self.problem(
                                 f"around service {spec.name} is synchronous but wraps async steps ({', '.join(inner)})",

@@ -199,4 +199,4 @@ def test_a_flow_with_an_around_service_on_the_right_stays_a_sub_flow() -> None:
     flow = Inc() >> sealed >> Inc()
     assert isinstance(flow.nodes[1], SubFlow)
     assert flow({}) == {"n": 3, "wrapped": True}
-    assert list(flow.steps())[1].service.__class__ is Wrap
+    assert list(flow.iter_steps())[1].service.__class__ is Wrap

@@ -236,3 +236,26 @@ def test_signature_is_read_once_when_the_flow_is_built_not_per_call() -> None:
         assert flow({"a": n})["b"] == n
         assert flow.run({"a": n}).succeeded
     assert len(reads) == built
+
+
+def test_an_unrelated_name_attribute_does_not_rename_a_service() -> None:
+    class Warehouse:
+        name = "Berlin"
+
+        def __call__(self, sku: str) -> dict[str, int]:
+            return {"stock": 1}
+
+    class Named(Service):
+        name = "reserve-stock"
+
+        def __call__(self) -> None:
+            return None
+
+    assert [step.name for step in Flow(Warehouse(), Named(), Flow(Named()).named("inner")).iter_steps()] == [
+        "Warehouse",
+        "reserve-stock",
+        "reserve-stock",
+    ]
+    assert (
+        Flow(Warehouse()) >> (Named() >> Named()).named("pair")
+    ).name == "Warehouse >> reserve-stock >> reserve-stock"
