@@ -173,8 +173,12 @@ class Plan:
             tb = tb.tb_next
         return found
 
-    def annotate(self, error: BaseException) -> None:
-        """Name this flow and the failing step on *error* as it leaves the flow."""
+    def annotate(self, error: BaseException, inputs: str = "") -> None:
+        """Name this flow and the failing step on *error* as it leaves the flow.
+
+        A `FlowError` gets its ``flow`` and ``step`` set; any other exception a note
+        (Python 3.11+), which also gives the step's *inputs* when a run knows them.
+        """
         index = self.step_of(error)
         if isinstance(error, FlowError):
             if error.flow is None:
@@ -187,8 +191,22 @@ class Plan:
         info = self.steps[index]
         where = f" (branch {info.branch})" if info.branch else ""
         note = f"raised in step {info.name!r}{where} of flow {self.flow_name!r}"
-        if note not in getattr(error, "__notes__", ()):
+        if inputs:
+            note += f"; its inputs: {inputs}"
+        if not any(str(n).startswith(note.partition(";")[0]) for n in getattr(error, "__notes__", ())):
             error.add_note(note)
+
+    def inputs(self, index: int, ctx: Mapping[str, Any], records: Sequence[RawRecord]) -> str:
+        """The context keys step *index* reads, each with where its value came from."""
+        info = self.steps[index]
+        keys = (info.fork_key,) if info.spec is None else (*info.spec.requires, *info.spec.optional)
+        described = []
+        for key in keys:
+            if key is None or key not in ctx:
+                continue
+            setter = provenance(key, records, self.steps)
+            described.append(f"{key} (set by {setter})" if setter else f"{key} (given)")
+        return ", ".join(described)
 
     def recorder(self, number: int) -> list[RawRecord]:
         """A fresh list for the raw records of run *number* (logging each step if debug is on)."""
@@ -210,11 +228,15 @@ class Plan:
     ) -> Run:
         """Build the `Run` of a run that failed, stopped or was traced, and log it."""
         ended = now()
-        if error is not None:
-            self.annotate(error)
         run = Run((self, number, ctx, records, error, started, ended))
+        inputs = ""
+        if error is not None:
+            failed = run.failed_step
+            if failed is not None and not isinstance(error, (StopFlow, MissingContextKey)):
+                inputs = self.inputs(failed.position, ctx, records)
+            self.annotate(error, inputs)
         if isinstance(records, _Tracer) or error is not None:
-            _log.run_finished(run, records.log if isinstance(records, _Tracer) else None)
+            _log.run_finished(run, records.log if isinstance(records, _Tracer) else None, inputs)
         return run
 
 

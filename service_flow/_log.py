@@ -59,8 +59,11 @@ def describe_error(error: BaseException) -> str:
     return text if len(text) <= _MAX_ERROR_CHARS else text[: _MAX_ERROR_CHARS - 1] + "…"
 
 
-def run_finished(run: Run, log: Any | None) -> None:
-    """Log how *run* ended: debug on success, info when stopped, warning when failed."""
+def run_finished(run: Run, log: Any | None, inputs: str = "") -> None:
+    """Log how *run* ended: debug on success, info when stopped, warning when failed.
+
+    *inputs* names the keys the failing step read and which step set each.
+    """
     if log is None:
         log = logger().bind(flow=run.flow, run_id=run.run_id)
     duration_ms = round(run.duration * 1000, 3)
@@ -73,4 +76,5 @@ def run_finished(run: Run, log: Any | None) -> None:
         assert run.error is not None  # noqa: S101 - a failed run has an error
         if step is None and run.failed_step is not None:
             step = run.failed_step.name
-        log.warning("run.failed", error=describe_error(run.error), step=step, duration_ms=duration_ms)
+        fields = {"inputs": inputs} if inputs else {}
+        log.warning("run.failed", error=describe_error(run.error), step=step, duration_ms=duration_ms, **fields)

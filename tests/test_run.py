@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from typing import Any
 
 import pytest
@@ -176,3 +177,22 @@ def test_the_library_never_touches_stdlib_logging_configuration() -> None:
     before = (root.level, list(root.handlers))
     orders.run({"order_id": 1, "subtotal": 2.0})
     assert (root.level, list(root.handlers)) == before
+
+
+def _ship_fails(total: float, address: str) -> None:
+    raise ValueError("carrier rejected the parcel")
+
+
+def test_a_failed_run_says_where_the_failing_steps_inputs_came_from(events: list[dict[str, Any]]) -> None:
+    run = (orders >> _ship_fails).run({"order_id": 1, "subtotal": 2.0, "address": "Paris"})
+    failed = next(e for e in events if e["event"] == "run.failed")
+    assert failed["inputs"] == "total (set by AddTax), address (given)"
+    assert failed["step"] == "_ship_fails"
+    if sys.version_info >= (3, 11):
+        assert run.error is not None
+        assert run.error.__notes__ == [
+            (
+                "raised in step '_ship_fails' of flow 'validate >> AddTax >> _ship_fails'; "
+                "its inputs: total (set by AddTax), address (given)"
+            )
+        ]
