@@ -133,7 +133,7 @@ def configure_structlog(mode: str) -> None:
     structlog.reset_defaults()
     # A logger structlog cached stays cached (its documented behaviour): start afresh.
     _log.PROXY = structlog.get_logger(_log.LOGGER_NAME)
-    _log.cached = None
+    _log.cached = _log.debug_check = _log.debug_fixed = None
     if mode == "debug":
         # Every debug event is rendered (to /dev/null, so that printing is not measured).
         structlog.configure(logger_factory=structlog.PrintLoggerFactory(open(os.devnull, "w")))  # noqa: PTH123, SIM115

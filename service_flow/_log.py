@@ -25,16 +25,24 @@ _MAX_ERROR_CHARS = 300
 # Set once structlog has cached its logger for us (``cache_logger_on_first_use``): from
 # then on structlog itself hands out that same logger forever, so we may keep it too.
 cached: Any = None
+#: ``cached.is_enabled_for`` when that logger has it: run() asks it about debug first.
+debug_check: Any = None
+#: Whether debug is on, when the cached logger's level can never change (structlog's
+#: own filtering loggers fix it in their class); ``None`` when it has to be asked.
+debug_fixed: bool | None = None
 
 
 def logger() -> Any:
     """The bound logger as structlog is configured now (cached if the app caches)."""
-    global cached  # noqa: PLW0603 - a write-once cache
+    global cached, debug_check, debug_fixed  # noqa: PLW0603 - a write-once cache
     if cached is not None:
         return cached
     log = PROXY.bind()
     if "bind" in vars(PROXY):  # the proxy replaced its bind() by its cached logger's
         cached = log
+        debug_check = getattr(log, "is_enabled_for", None)
+        if debug_check is not None and type(log).__module__ == "structlog._native":
+            debug_fixed = bool(debug_check(logging.DEBUG))  # make_filtering_bound_logger's
     return log
 
 

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from logging import DEBUG
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Final, Union
 
-from service_flow import _compile
+from service_flow import _compile, _log
 from service_flow._spec import Spec, spec_of
 from service_flow.exceptions import FlowDefinitionError, FlowError
 from service_flow.run import RUN_NUMBERS, Run
@@ -363,18 +364,23 @@ class Flow:
             plan = self._run_plan = self._plan(aio=False, record=True)
         ctx = context.copy() if type(context) is dict else _compile.as_context(context, self)
         number = next(RUN_NUMBERS)
-        records = plan.recorder(number)
+        # The fast path when structlog caches loggers and filters debug out.
+        if _log.debug_fixed is False:
+            records = []
+        else:
+            check = _log.debug_check
+            records = [] if check is not None and not check(DEBUG) else plan.recorder(number)
         started = _compile.now()
         try:
-            plan.entry(ctx, records)
+            ended = plan.entry(ctx, records, started)
         except Exception as error:  # noqa: BLE001 - a Run reports every failure
             return plan.finish(ctx, records, number, started, error)
         except BaseException as error:
             plan.annotate(error)
             raise
         if type(records) is list:  # not tracing: nothing to log
-            return Run((plan, number, ctx, records, None, started, _compile.now()))
-        return plan.finish(ctx, records, number, started, None)
+            return Run((plan, number, ctx, records, None, started, ended))
+        return plan.finish(ctx, records, number, started, None, ended)
 
     async def arun(self, context: Mapping[str, Any] | None = None) -> Run:
         """Run the flow in the event loop and return its `Run` (see `run`).
@@ -387,13 +393,13 @@ class Flow:
         records = plan.recorder(number)
         started = _compile.now()
         try:
-            await plan.entry(ctx, records)
+            ended = await plan.entry(ctx, records, started)
         except Exception as error:  # noqa: BLE001 - a Run reports every failure
             return plan.finish(ctx, records, number, started, error)
         except BaseException as error:
             plan.annotate(error)
             raise
-        return plan.finish(ctx, records, number, started, None)
+        return plan.finish(ctx, records, number, started, None, ended)
 
     def validate(self, given: Iterable[str] | Mapping[str, Any] = ()) -> Validation:
         """Check, without running anything, that every step gets the keys it requires.

@@ -25,7 +25,7 @@ def events() -> Iterator[list[dict[str, Any]]]:
 def _fresh_structlog() -> Iterator[None]:
     """Each test starts and ends with structlog's defaults and no logger cached by us."""
     structlog.reset_defaults()
-    _log.cached = None
+    _log.cached = _log.debug_check = _log.debug_fixed = None
     yield
     structlog.reset_defaults()
-    _log.cached = None
+    _log.cached = _log.debug_check = _log.debug_fixed = None
