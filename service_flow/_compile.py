@@ -26,6 +26,8 @@ import weakref
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+import structlog
+
 from service_flow import _log
 from service_flow.exceptions import FlowDefinitionError, FlowError, ForkError, MissingContextKey, StopFlow
 from service_flow.run import Failure, RawRecord, Run, format_run_id, provenance
@@ -217,7 +219,9 @@ class Plan:
             enabled = log.is_enabled_for(logging.DEBUG)
         except AttributeError:
             enabled = _log.debug_enabled(log)
-        if not enabled:
+        # Unconfigured, structlog prints every event: a library should not fill an
+        # application's output with debug lines nobody asked for.
+        if not enabled or not structlog.is_configured():
             return []
         log = log.bind(flow=self.flow_name, run_id=format_run_id(number))
         log.debug("run.started")
@@ -235,6 +239,12 @@ class Plan:
         """Build the `Run` of a run that failed, stopped or was traced, and log it."""
         if ended is None:
             ended = now()
+        if error is not None and not any(isinstance(raw[3], Failure) and raw[3].error is error for raw in records):
+            # Raised outside a step's own guard (a fork without a branch, a bad return):
+            # record it against the step the traceback points at.
+            index = self.step_of(error)
+            if index is not None:
+                records.append((index, ended, ended, Failure(error)))
         run = Run((self, number, ctx, records, error, started, ended))
         inputs = ""
         if error is not None:
@@ -270,6 +280,7 @@ class _Generator:
         self.blocks: list[list[tuple[str, int | None]]] = []
         self.steps: list[StepInfo] = []
         self.pending_tables: list[tuple[str, dict[Any, str], str | None, int, Any]] = []
+        self.warned: set[int] = set()
         self.ns: dict[str, Any] = {
             "__builtins__": __builtins__,
             "now": now,
@@ -312,7 +323,7 @@ class _Generator:
         if rec is not None:
             moment = now()
             rec.append((index, moment, moment, Failure(error)))
-        raise error
+        raise error from None  # the KeyError of the lookup is our business, not the user's
 
     def _other(self, index: int, ctx: dict[str, Any], result: object) -> object:
         if isinstance(result, Mapping):
@@ -323,10 +334,14 @@ class _Generator:
             if inspect.iscoroutine(result):
                 result.close()  # never awaited: close it rather than leak a warning
             message = (
-                f"{name} returned an awaitable in a synchronous run: declare its __call__ "
-                "`async def` so the flow awaits it, or run the flow with `await flow.arun()`"
+                f"{name} returned an awaitable where the flow runs synchronously (a sync run, or "
+                "the steps a synchronous around service wraps): declare its __call__ `async def` "
+                "so the flow awaits it"
             )
             raise FlowDefinitionError(message, flow=self.flow_name, step=name)
+        if index in self.warned:
+            return None
+        self.warned.add(index)  # once per step: a mistake in the code, not in the data
         _log.logger().warning(
             "step.return_ignored",
             flow=self.flow_name,
@@ -411,7 +426,7 @@ class _Generator:
         texts = ["try:", *(f"    {line}" for line in lines), "except KeyError:", f"    _missing({index}, ctx, {rec})"]
         block.extend((f"    {text}", index) for text in texts)
 
-    def step(
+    def step(  # noqa: PLR0913 - each option is one way a step is called
         self,
         block: list[tuple[str, int | None]],
         spec: Spec,
@@ -421,6 +436,7 @@ class _Generator:
         extra: str = "",
         app: str | None = None,
         index: int | None = None,
+        thread: bool = False,
     ) -> int:
         """Emit one step: lookups, the call, the merge, the record."""
         if index is None:
@@ -435,7 +451,7 @@ class _Generator:
         if extra:
             call_args.append(extra)
         self.lookups(block, index, lookups)
-        expression = _call_expression(call, call_args, spec, aio=aio)
+        expression = _call_expression(call, call_args, spec, aio=aio, thread=thread)
         guarded = self.record or app is not None
         if app is not None:
             emit(f"token = _bind_app({self.bind(f'_o{index}', spec.service)}, {app})")
@@ -449,7 +465,8 @@ class _Generator:
         if app is not None:
             emit("finally:")
             emit("    _unbind_app(token)")
-        if self.record and spec.whole_context:
+        if self.record and (spec.whole_context or spec.around):
+            # Returning the context itself (`return call_next()`) sets no key of its own.
             emit("if r is ctx:")
             emit("    r = None")
         emit("if type(r) is dict:")
@@ -467,8 +484,10 @@ class _Generator:
         from service_flow.flow import Flow
 
         rest_aio = aio
+        thread = False
         if aio and not spec.is_async:
-            inner_async = [step.name for step in Flow(nodes=tuple(rest)).iter_steps() if step.spec.is_async]
+            inner = list(Flow(nodes=tuple(rest)).iter_steps())
+            inner_async = [step.name for step in inner if step.spec.is_async]
             if inner_async:
                 message = (
                     f"around service {spec.name} is synchronous but wraps async steps "
@@ -477,14 +496,17 @@ class _Generator:
                 )
                 raise FlowDefinitionError(message, flow=self.flow_name, step=spec.name)
             rest_aio = False
+            # The rest runs inside this sync call: if any of it blocks, the whole around
+            # service goes to a worker thread (which sees the same context variables).
+            thread = any(step.spec.blocking for step in inner)
         index = self.new_step(spec.name, branch, spec)  # before the steps it wraps
         function = self.function(rest, branch, aio=rest_aio)
         records = "rec" if self.record else "None"
         rest_call = f"{'_AsyncNext' if rest_aio else '_Next'}({function}, ctx, {records})"
         if spec.around == "app":
-            self.step(block, spec, branch, aio=aio, app=rest_call, index=index)
+            self.step(block, spec, branch, aio=aio, app=rest_call, index=index, thread=thread)
         else:
-            self.step(block, spec, branch, aio=aio, extra=f"call_next={rest_call}", index=index)
+            self.step(block, spec, branch, aio=aio, extra=f"call_next={rest_call}", index=index, thread=thread)
 
     def fork(self, block: list[tuple[str, int | None]], node: Any, branch: str, *, aio: bool) -> None:
         """Emit a fork: look up its key, pick the branch function, call it."""
@@ -543,11 +565,11 @@ class _Generator:
         return plan
 
 
-def _call_expression(call: str, call_args: list[str], spec: Spec, *, aio: bool) -> str:
+def _call_expression(call: str, call_args: list[str], spec: Spec, *, aio: bool, thread: bool) -> str:
     joined = ", ".join(call_args)
     if aio and spec.is_async:
         return f"await {call}({joined})"
-    if aio and spec.blocking:
+    if aio and (spec.blocking or thread):
         return f"await _thread({call}{', ' if joined else ''}{joined})"
     return f"{call}({joined})"
 
@@ -564,7 +586,7 @@ def _no_branch(node: Any, default: Callable[..., Any] | None, flow_name: str, st
             return default
         listed = ", ".join(repr(v) for v in known)
         message = f"the fork on {node.key!r} has no branch for {value!r:.80}; known values: {listed}"
-        raise ForkError(message, key=node.key, value=value, known=known, flow=flow_name, step=step)
+        raise ForkError(message, key=node.key, value=value, known=known, flow=flow_name, step=step) from None
 
     return no_branch
 

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from service_flow.exceptions import ForkError
 from service_flow.run import RunStatus
 
 if TYPE_CHECKING:
@@ -62,8 +63,8 @@ def debug_enabled(log: Any) -> bool:
 
 
 def describe_error(error: BaseException) -> str:
-    """``Type: message``, cut short, for a log field."""
-    text = f"{type(error).__name__}: {error}"
+    """``Type: message``, cut short, for a log field (a fork's unknown value left out)."""
+    text = f"{type(error).__name__}: {error.redacted() if isinstance(error, ForkError) else error}"
     return text if len(text) <= _MAX_ERROR_CHARS else text[: _MAX_ERROR_CHARS - 1] + "…"
 
 

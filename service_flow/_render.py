@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from service_flow.flow import Flow, Node
+    from service_flow.flow import Flow, Fork, Node
 
 _WIDTH = 100
 _MAX_NODES = 16  # per level; longer sequences show their ends around an ellipsis
 _KEEP = 6
+_MAX_BRANCHES = 12  # per fork; more are counted, not shown
 
 
 def _elide(nodes: tuple[Node, ...]) -> list[Node | str]:
@@ -27,9 +28,7 @@ def inline(flow: Flow) -> str:
     ends_with_fork = False
     for node in _elide(flow.nodes):
         if isinstance(node, Fork):
-            branches = [f"{value!r}: {_branch(b)}" for value, b in node.branches.items()]
-            if node.default is not None:
-                branches.append(f"DEFAULT: {_branch(node.default)}")
+            branches = [label if b is None else f"{label}: {_branch(b)}" for label, b in _branches(node)]
             fork = f"({node.key!r}, {{{', '.join(branches)}}})"
             text = f"fork_on{fork}" if not text else f"({text}) < {fork}" if ends_with_fork else f"{text} < {fork}"
             ends_with_fork = True
@@ -44,6 +43,17 @@ def _branch(flow: Flow) -> str:
     return inline(flow) if flow.nodes else "None"
 
 
+def _branches(fork: Fork) -> list[tuple[str, Flow | None]]:
+    """(label, branch) pairs of *fork*, the default last; a long list is cut short."""
+    pairs: list[tuple[str, Flow | None]] = [(repr(value), branch) for value, branch in fork.branches.items()]
+    if fork.default is not None:
+        pairs.append(("DEFAULT", fork.default))
+    if len(pairs) > _MAX_BRANCHES:
+        hidden = len(pairs) - _MAX_BRANCHES + 1
+        pairs = [*pairs[: _MAX_BRANCHES - 1], (f"… {hidden} more branches", None)]
+    return pairs
+
+
 def _tree(flow: Flow, indent: str) -> list[str]:
     from service_flow.flow import Fork, Step
 
@@ -55,13 +65,10 @@ def _tree(flow: Flow, indent: str) -> list[str]:
         elif isinstance(node, Step):
             lines.append(f"{indent}{joint}{node.name}")
         elif isinstance(node, Fork):
-            lines.append(f"{indent}{'' if position == 0 else '< '}({node.key!r}, {{")
-            branches = [(repr(value), b) for value, b in node.branches.items()]
-            if node.default is not None:
-                branches.append(("DEFAULT", node.default))
-            for label, branch in branches:
-                one = f"{indent}    {label}: {_branch(branch)},"
-                if len(one) <= _WIDTH:
+            lines.append(f"{indent}{'fork_on' if position == 0 else '< '}({node.key!r}, {{")
+            for label, branch in _branches(node):
+                one = f"{indent}    {label}: {_branch(branch)}," if branch is not None else f"{indent}    {label}"
+                if branch is None or len(one) <= _WIDTH:
                     lines.append(one)
                 else:
                     lines.append(f"{indent}    {label}:")

@@ -97,10 +97,15 @@ def _declared_provides(obj: object, name: str) -> frozenset[str] | None:
     raise FlowDefinitionError(msg)
 
 
-def _is_async(obj: object, call: Callable[..., Any]) -> bool:
-    if inspect.iscoroutinefunction(obj) or inspect.iscoroutinefunction(call):
+def is_async_callable(obj: object) -> bool:
+    """Whether calling *obj* gives a coroutine: an ``async def``, or an object with one as ``__call__``."""
+    if inspect.iscoroutinefunction(obj):
         return True
-    # A callable instance: look at the class's __call__ (partials and methods are above).
+    if inspect.isroutine(obj) or inspect.isclass(obj) or isinstance(obj, functools.partial):
+        return False  # iscoroutinefunction has answered for these
+    wrapped = getattr(obj, "__service_flow_func__", None)
+    if wrapped is not None:
+        return is_async_callable(wrapped)
     method = getattr(type(obj), "__call__", None)  # noqa: B004 - the method itself, not callability
     return inspect.iscoroutinefunction(method)
 
@@ -125,10 +130,19 @@ def _by_keyword(param: inspect.Parameter, *, var_keyword: bool, after_call_next:
     return var_keyword or after_call_next or param.kind not in _POSITIONAL
 
 
+def _is_service_class(obj: object) -> bool:
+    # On a Service (or Flow) class, the name is a property not yet bound to an instance.
+    return inspect.isclass(obj) and isinstance(inspect.getattr_static(obj, "__service_flow_name__", None), property)
+
+
 def spec_of(obj: object) -> Spec:
     """Introspect *obj* once; raise `FlowDefinitionError` when it cannot be a service."""
     if not callable(obj):
         msg = f"a flow step must be callable (a service, function or flow), got {obj!r}"
+        raise FlowDefinitionError(msg)
+    if _is_service_class(obj):
+        cls = getattr(obj, "__name__", repr(obj))
+        msg = f"{cls} is a service class: put an instance in the flow, `{cls}(...)`"
         raise FlowDefinitionError(msg)
     name = service_name(obj)
     call = _callable_to_run(obj)
@@ -152,32 +166,33 @@ def spec_of(obj: object) -> Spec:
         msg = f"around service {name} must take a `{CALL_NEXT_PARAM}` parameter (the rest of the flow)"
         raise FlowDefinitionError(msg)
 
+    if isinstance(obj, functools.partial):
+        # Arguments bound by the partial are configuration: the context must not replace them.
+        params = [p for p in params if p.name not in obj.keywords]
     var_keyword = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
     named = [p for p in params if p.kind is not inspect.Parameter.VAR_KEYWORD]
     whole_context = not var_keyword and len(named) == 1 and named[0].name == CONTEXT_PARAM
-    args: tuple[Arg, ...] = ()
-    if not whole_context:
-        # call_next is passed by keyword, so the parameters after it must be too.
-        names = list(signature.parameters)
-        after = names.index(CALL_NEXT_PARAM) if around == CALL_NEXT_PARAM else len(names)
-        args = tuple(
-            Arg(
-                p.name,
-                required=p.default is inspect.Parameter.empty,
-                default=p.default,
-                keyword=_by_keyword(p, var_keyword=var_keyword, after_call_next=names.index(p.name) > after),
-            )
-            for p in named
+    # call_next is passed by keyword, so the parameters after it must be too.
+    names = list(signature.parameters)
+    after = names.index(CALL_NEXT_PARAM) if around == CALL_NEXT_PARAM else len(names)
+    args = tuple(
+        Arg(
+            p.name,
+            required=p.default is inspect.Parameter.empty,
+            default=p.default,
+            keyword=_by_keyword(p, var_keyword=var_keyword, after_call_next=names.index(p.name) > after),
         )
+        for p in named
+    )
     return Spec(
         service=obj,
         call=call,
         name=name,
-        args=args,
+        args=() if whole_context else args,
         whole_context=whole_context,
-        whole_context_keyword=whole_context and named[0].kind is inspect.Parameter.KEYWORD_ONLY,
+        whole_context_keyword=whole_context and args[0].keyword,
         var_keyword=var_keyword,
-        is_async=_is_async(obj, call),
+        is_async=is_async_callable(obj) or is_async_callable(call),
         blocking=bool(getattr(obj, "blocking", False)),
         provides=_declared_provides(obj, name),
         around=around,

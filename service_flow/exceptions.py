@@ -150,6 +150,12 @@ class ForkError(Fatal):
         self.value = value
         self.known = tuple(known)
 
+    def redacted(self) -> str:
+        """The message without the unknown value (a context value), for logs."""
+        known = ", ".join(repr(v) for v in self.known)
+        kind = type(self.value).__name__
+        return f"the fork on {self.key!r} has no branch for a value of type {kind}; known values: {known}"
+
 
 class MissingContextKey(FlowError):
     """A step needs a context key that is not there.

@@ -140,7 +140,10 @@ def _as_flow(obj: object, *, role: str) -> Flow:
     if isinstance(obj, tuple):
         msg = f"{role} is a tuple {obj!r}; a fork is written `step < (key, {{value: branch}})`"
         raise FlowDefinitionError(msg)
-    return Flow(obj)  # type: ignore[arg-type]  # Flow() checks it is callable
+    if not callable(obj):
+        msg = f"{role} must be a flow, a service or None, got {obj!r}"
+        raise FlowDefinitionError(msg)
+    return Flow(obj)
 
 
 def _fork_node(spec: object) -> Fork:

@@ -50,7 +50,7 @@ class StepRecord(NamedTuple):
     """What one step did in a run."""
 
     position: int
-    """The step's position in the flow (depth first, branches included)."""
+    """The step's position among the flow's steps and forks, depth first, branches included."""
     name: str
     """The service's name."""
     status: RunStatus
@@ -172,9 +172,15 @@ class Run:
 
     @property
     def failed_step(self) -> StepRecord | None:
-        """The step whose exception ended the run (the innermost one), or ``None``."""
+        """The step that raised the exception which ended the run, or ``None``.
+
+        When the exception went through around services, this is the innermost step.
+        """
+        error = self._state[4]
+        if error is None:
+            return None
         for raw in self._state[3]:
-            if isinstance(raw[3], Failure):
+            if isinstance(raw[3], Failure) and raw[3].error is error:
                 return _record(raw, self._state[0].steps[raw[0]], self.context)
         return None
 

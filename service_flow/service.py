@@ -142,8 +142,10 @@ class FunctionService(Service, Generic[P, R]):
 
     @property
     def is_async(self) -> bool:
-        """Whether the wrapped function is a coroutine function."""
-        return inspect.iscoroutinefunction(self.func)
+        """Whether calling the wrapped callable gives a coroutine."""
+        from service_flow._spec import is_async_callable
+
+        return is_async_callable(self.func)
 
     def __repr__(self) -> str:
         return f"<service {self.name}>"

@@ -10,13 +10,14 @@ anything, so a missing key after it is assumed to come from it (and said in a
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from service_flow.exceptions import ValidationError
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping, Sequence
+    from collections.abc import Sequence
 
     from service_flow._spec import Spec
     from service_flow.flow import Flow, Node
@@ -125,15 +126,25 @@ def _dedupe(paths: list[_Path]) -> list[_Path]:
     unique = list(seen.values())
     if len(unique) <= _MAX_PATHS:
         return unique
-    keys = frozenset.intersection(*(p.keys for p in unique))
-    undeclared = tuple(dict.fromkeys(name for p in unique for name in p.undeclared))
-    return [_Path("", keys, undeclared)]
+    # Merge the paths that trust undeclared steps apart from those that do not, so that
+    # one undeclared step on one path cannot excuse a missing key on all the others.
+    merged = []
+    for group in ([p for p in unique if not p.undeclared], [p for p in unique if p.undeclared]):
+        if group:
+            keys = frozenset.intersection(*(p.keys for p in group))
+            undeclared = tuple(dict.fromkeys(name for p in group for name in p.undeclared))
+            merged.append(_Path("one of several paths", keys, undeclared))
+    return merged
 
 
 def validate(flow: Flow, given: Iterable[str] | Mapping[str, Any] = ()) -> Validation:
     """Check *flow* against the keys *given*; see `Flow.validate`."""
+    checked: object = given  # callers without type checking pass anything
     if isinstance(given, str):
         given = (given,)
+    elif not isinstance(checked, (Iterable, Mapping)):
+        msg = f"validate(given=...) takes the keys the input will hold (a set or a mapping), got {given!r}"
+        raise TypeError(msg)
     checker = _Checker(flow)
     ends = checker.walk(flow.nodes, [_Path("", frozenset(given), ())])
     if checker.problems:

@@ -161,3 +161,49 @@ def test_stop_flow_inside_the_rest_passes_through_an_around_service() -> None:
     assert run.stopped
     assert run.reason == "enough"
     assert [(r.name, r.status) for r in run.steps] == [("Catch", "stopped"), ("stop", "stopped")]
+
+
+def test_call_next_may_come_before_the_whole_context() -> None:
+    @around
+    def first(call_next: CallNext, context: dict[str, Any]) -> dict[str, int]:
+        call_next()
+        return {"keys": len(context)}
+
+    class Second(Around):
+        def __call__(self, call_next: CallNext, context: dict[str, Any]) -> None:
+            context["seen"] = True
+            call_next()
+
+    assert (first >> Second() >> divide)({"a": 1, "b": 1}) == {"a": 1, "b": 1, "seen": True, "q": 1.0, "keys": 4}
+
+
+def test_returning_call_next_sets_no_key_of_its_own() -> None:
+    @around
+    def passthrough(call_next: CallNext) -> dict[str, Any]:
+        return call_next()
+
+    run = (passthrough >> divide).run({"a": 1, "b": 2})
+    assert run.set_by("q") == "divide"
+    assert run.set_by("a") is None
+    assert [r.keys for r in run.steps] == [(), ("q",)]
+
+
+def test_an_error_translated_by_an_around_service_is_blamed_on_it() -> None:
+    class Translate(Around):
+        def __call__(self, call_next: CallNext) -> None:
+            try:
+                call_next()
+            except ZeroDivisionError as error:
+                raise ValueError("bad ratio") from error
+
+    run = (Translate() >> divide).run({"a": 1, "b": 0})
+    assert isinstance(run.error, ValueError)
+    assert run.failed_step is not None
+    assert run.failed_step.name == "Translate"
+
+
+def test_a_run_whose_error_was_handled_has_no_failed_step() -> None:
+    run = (Catch() >> divide).run({"a": 1, "b": 0})
+    assert run.succeeded
+    assert run.failed_step is None
+    assert [(r.name, r.status) for r in run.steps] == [("Catch", "succeeded"), ("divide", "failed")]

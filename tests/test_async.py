@@ -147,7 +147,7 @@ def test_an_awaitable_in_a_sync_flow_is_an_error_not_silently_dropped() -> None:
     def indirect(user_id: int) -> Any:
         return fetch(user_id)
 
-    with pytest.raises(FlowDefinitionError, match="indirect returned an awaitable in a synchronous run"):
+    with pytest.raises(FlowDefinitionError, match="indirect returned an awaitable where the flow runs synchronously"):
         Flow(indirect)({"user_id": 1})
 
 
@@ -161,3 +161,44 @@ def test_concurrent_async_runs_keep_their_contexts_apart() -> None:
         return list(await asyncio.gather(*(flow({"n": n}) for n in range(50))))
 
     assert [r["double"] for r in asyncio.run(main())] == [n * 2 for n in range(50)]
+
+
+def test_blocking_steps_inside_a_sync_around_service_keep_the_loop_free() -> None:
+    from service_flow import CallNext, around
+
+    released = threading.Event()
+
+    @around
+    def timed(call_next: CallNext) -> dict[str, bool]:
+        call_next()
+        return {"timed": True}
+
+    @service(blocking=True)
+    def wait_for_release(user: str) -> dict[str, str]:
+        assert released.wait(timeout=5), "the event loop was blocked"
+        return {"thread": threading.current_thread().name}
+
+    async def main() -> dict[str, Any]:
+        async def release() -> None:
+            await asyncio.sleep(0.01)
+            released.set()
+
+        flow = Flow(fetch) >> timed >> wait_for_release
+        result, _ = await asyncio.gather(flow({"user_id": 1}), release())
+        return result  # type: ignore[no-any-return]
+
+    result = asyncio.run(main())
+    assert result["timed"] is True
+    assert result["thread"] != threading.main_thread().name
+
+
+def test_a_service_wrapping_an_async_callable_object_is_async() -> None:
+    class Lookup:
+        async def __call__(self, user_id: int) -> dict[str, int]:
+            return {"found": user_id}
+
+    wrapped = service(Lookup())
+    assert wrapped.is_async
+    flow = Flow(wrapped)
+    assert flow.is_async
+    assert asyncio.run(flow({"user_id": 4}))["found"] == 4

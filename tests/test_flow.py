@@ -200,3 +200,11 @@ def test_a_flow_with_an_around_service_on_the_right_stays_a_sub_flow() -> None:
     assert isinstance(flow.nodes[1], SubFlow)
     assert flow({}) == {"n": 3, "wrapped": True}
     assert list(flow.iter_steps())[1].service.__class__ is Wrap
+
+
+def test_repr_of_a_fork_with_many_branches_fits_one_screen() -> None:
+    flow = fork_on("code", {code: Inc() for code in range(40)})
+    text = repr(flow)
+    assert len(text.splitlines()) < 20
+    assert "… 29 more branches" in text
+    assert text.splitlines()[1].strip() == "fork_on('code', {"

@@ -196,3 +196,35 @@ def test_a_failed_run_says_where_the_failing_steps_inputs_came_from(events: list
                 "its inputs: total (set by AddTax), address (given)"
             )
         ]
+
+
+def test_unconfigured_structlog_prints_no_debug_lines_but_does_print_failures(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    orders.run({"order_id": 1, "subtotal": 2.0})
+    assert capsys.readouterr().out == ""
+    (orders >> busy).run({"order_id": 1, "subtotal": 1.0})
+    out = capsys.readouterr().out
+    assert "run.failed" in out
+    assert "run.started" not in out
+
+
+def test_a_fork_value_is_named_in_the_error_but_never_logged(events: list[dict[str, Any]]) -> None:
+    from service_flow import ForkError, fork_on
+
+    run = fork_on("card_type", {"visa": AddTax()}).run({"card_type": "4111-1111 cvv 123"})
+    assert isinstance(run.error, ForkError)
+    assert "4111-1111 cvv 123" in str(run.error)
+    assert "4111-1111" not in repr(events)
+    failed = next(e for e in events if e["event"] == "run.failed")
+    assert failed["error"].startswith("ForkError: the fork on 'card_type' has no branch for a value of type str")
+    assert failed["step"] == "fork on card_type"
+    assert run.failed_step is not None
+    assert run.failed_step.name == "fork on card_type"
+
+
+def test_internal_lookups_do_not_show_in_the_traceback_of_a_missing_key() -> None:
+    with pytest.raises(MissingContextKey) as caught:
+        orders({"order_id": 1})
+    assert caught.value.__suppress_context__
+    assert caught.value.__cause__ is None

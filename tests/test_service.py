@@ -259,3 +259,25 @@ def test_an_unrelated_name_attribute_does_not_rename_a_service() -> None:
     assert (
         Flow(Warehouse()) >> (Named() >> Named()).named("pair")
     ).name == "Warehouse >> reserve-stock >> reserve-stock"
+
+
+def test_arguments_bound_by_a_partial_are_not_replaced_by_the_context() -> None:
+    def charge(amount: int, api_key: str) -> dict[str, str]:
+        return {"charged": f"{amount} with {api_key}"}
+
+    configured = functools.partial(charge, api_key="CONFIGURED")
+    assert Flow(configured)({"amount": 1, "api_key": "from input"})["charged"] == "1 with CONFIGURED"
+
+
+def test_a_service_class_instead_of_an_instance_is_refused_with_advice() -> None:
+    with pytest.raises(
+        FlowDefinitionError, match=r"AddTax is a service class: put an instance in the flow, `AddTax\(...\)`"
+    ):
+        Flow(ship) >> AddTax
+
+
+def test_the_ignored_return_warning_comes_once_per_step(events: list[dict[str, Any]]) -> None:
+    flow = Flow(lambda: 42)
+    for _ in range(5):
+        flow({})
+    assert [e["event"] for e in events] == ["step.return_ignored"]

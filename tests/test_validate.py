@@ -172,3 +172,24 @@ def test_a_sync_around_service_over_async_steps_is_a_problem() -> None:
 def test_validation_runs_nothing() -> None:
     result = (Flow(Never()) >> Never()).validate()
     assert result.unchecked == ("Never",)
+
+
+def test_many_paths_are_merged_without_excusing_the_paths_that_trust_nothing() -> None:
+    def loose() -> None:  # declares nothing: may provide anything
+        return None
+
+    @service(provides=())
+    def needs_q(q: int) -> None:
+        return None
+
+    flow = fork_on("m0", {1: loose, 2: None})
+    for i in range(1, 8):
+        flow = flow >> fork_on(f"m{i}", {1: None, 2: None})
+    flow = flow >> needs_q
+    with pytest.raises(ValidationError, match="needs_q needs 'q'"):
+        flow.validate(given={f"m{i}" for i in range(8)})
+
+
+def test_given_must_be_keys() -> None:
+    with pytest.raises(TypeError, match="takes the keys the input will hold"):
+        checkout.validate(given=None)  # type: ignore[arg-type]
