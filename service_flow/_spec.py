@@ -50,6 +50,11 @@ class Spec:
     provides: frozenset[str] | None  # None: the service does not say
     around: str | None  # None, "call_next" (modern) or "app" (DecoratorMiddleware)
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # What the plan calls may be a function hidden behind a decorator (not picklable
+        # by name): send the service and introspect it again on arrival.
+        return (spec_of, (self.service,))
+
     @property
     def requires(self) -> tuple[str, ...]:
         """Context keys that must be present."""

@@ -98,6 +98,9 @@ class Fork:
     def __hash__(self) -> int:
         return hash((Fork, self.key))
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Fork, (self.key, dict(self.branches), self.default))
+
     def __repr__(self) -> str:
         return f"Fork({self.key!r}, {dict(self.branches)!r}, default={self.default!r})"
 
@@ -287,13 +290,21 @@ class Flow:
     # -- composition -------------------------------------------------------------
 
     def __rshift__(self, other: Callable[..., Any]) -> Flow:
-        return Flow(nodes=self._nodes + _nodes_of(other, sealed=True))
+        try:
+            return Flow(nodes=self._nodes + _nodes_of(other, sealed=True))
+        except FlowDefinitionError as error:
+            error.flow = error.flow or self.name  # the flow it was being added to
+            raise
 
     def __rrshift__(self, other: Callable[..., Any]) -> Flow:
         return Flow._from_left_operand(other) >> self
 
     def __lt__(self, spec: tuple[str, Mapping[Any, Any]]) -> Flow:
-        return Flow(nodes=(*self._nodes, _fork_node(spec)))
+        try:
+            return Flow(nodes=(*self._nodes, _fork_node(spec)))
+        except FlowDefinitionError as error:
+            error.flow = error.flow or self.name
+            raise
 
     def __bool__(self) -> bool:
         raise FlowDefinitionError(_NO_TRUTH)
@@ -303,6 +314,11 @@ class Flow:
 
     def __hash__(self) -> int:
         return hash(self._nodes)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Flows travel to worker processes (process pools, Dask, Celery): send the
+        # structure and the name; plans are compiled again where they run.
+        return (_restore_flow, (self._nodes, self._name))
 
     def __repr__(self) -> str:
         from service_flow._render import render  # only for repr
@@ -415,6 +431,10 @@ class Flow:
         from service_flow.validate import validate
 
         return validate(self, given)
+
+
+def _restore_flow(nodes: tuple[Node, ...], name: str | None) -> Flow:
+    return Flow(nodes=nodes, name=name)
 
 
 def _nodes_of(obj: object, *, sealed: bool = False) -> tuple[Node, ...]:

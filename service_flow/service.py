@@ -140,6 +140,13 @@ class FunctionService(Service, Generic[P, R]):
         """Call the function."""
         return self.func(*args, **kwargs)
 
+    def __reduce__(self) -> str | tuple[Any, ...]:
+        # A decorated module-level function is found by its name, like the function was.
+        qualname: str = getattr(self, "__qualname__", "<unknown>")  # set by update_wrapper
+        if "<" not in qualname:
+            return qualname
+        return super().__reduce__()
+
     @property
     def is_async(self) -> bool:
         """Whether calling the wrapped callable gives a coroutine."""

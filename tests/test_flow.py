@@ -208,3 +208,12 @@ def test_repr_of_a_fork_with_many_branches_fits_one_screen() -> None:
     assert len(text.splitlines()) < 20
     assert "… 29 more branches" in text
     assert text.splitlines()[1].strip() == "fork_on('code', {"
+
+
+def test_a_composition_error_names_the_flow_being_extended() -> None:
+    with pytest.raises(FlowDefinitionError) as caught:
+        (Inc() >> Validate()).named("orders") >> 42  # type: ignore[operator]
+    assert caught.value.flow == "orders"
+    assert str(caught.value).endswith("[flow 'orders']")
+    with pytest.raises(FlowDefinitionError, match=r"has no branches \[flow 'orders'\]"):
+        (Inc() >> Validate()).named("orders") < ("k", {})  # noqa: B015
