@@ -112,13 +112,16 @@ def test_a_sync_around_service_over_sync_steps_works_in_an_async_flow() -> None:
     assert asyncio.run(flow({"user_id": 1})) == {"user_id": 1, "user": "user-1", "n": 6, "handled": True}
 
 
-def test_a_blocking_service_runs_in_a_thread_and_does_not_stall_the_event_loop() -> None:
+def _run_needing_the_loop(make_flow: Any) -> dict[str, Any]:
+    """Run the flow `make_flow(blocking_step)` while the event loop must stay free.
+
+    The blocking step waits, in its thread, for a coroutine on the event loop to release
+    it: had it been run on the loop itself, the release could never happen.
+    """
     released = threading.Event()
 
     @service(blocking=True)
     def wait_for_release(user: str) -> dict[str, str]:
-        # Blocks its thread until a coroutine on the event loop runs: if this ran on
-        # the loop itself, the release below could never happen.
         assert released.wait(timeout=5), "the event loop was blocked"
         return {"thread": threading.current_thread().name}
 
@@ -127,11 +130,14 @@ def test_a_blocking_service_runs_in_a_thread_and_does_not_stall_the_event_loop()
             await asyncio.sleep(0.01)
             released.set()
 
-        flow = Flow(fetch) >> wait_for_release
-        result, _ = await asyncio.gather(flow({"user_id": 1}), release())
+        result, _ = await asyncio.gather(make_flow(wait_for_release)({"user_id": 1}), release())
         return result  # type: ignore[no-any-return]
 
-    result = asyncio.run(main())
+    return asyncio.run(main())
+
+
+def test_a_blocking_service_runs_in_a_thread_and_does_not_stall_the_event_loop() -> None:
+    result = _run_needing_the_loop(lambda blocking: Flow(fetch) >> blocking)
     assert result["thread"] != threading.main_thread().name
 
 
@@ -166,28 +172,12 @@ def test_concurrent_async_runs_keep_their_contexts_apart() -> None:
 def test_blocking_steps_inside_a_sync_around_service_keep_the_loop_free() -> None:
     from service_flow import CallNext, around
 
-    released = threading.Event()
-
     @around
     def timed(call_next: CallNext) -> dict[str, bool]:
         call_next()
         return {"timed": True}
 
-    @service(blocking=True)
-    def wait_for_release(user: str) -> dict[str, str]:
-        assert released.wait(timeout=5), "the event loop was blocked"
-        return {"thread": threading.current_thread().name}
-
-    async def main() -> dict[str, Any]:
-        async def release() -> None:
-            await asyncio.sleep(0.01)
-            released.set()
-
-        flow = Flow(fetch) >> timed >> wait_for_release
-        result, _ = await asyncio.gather(flow({"user_id": 1}), release())
-        return result  # type: ignore[no-any-return]
-
-    result = asyncio.run(main())
+    result = _run_needing_the_loop(lambda blocking: Flow(fetch) >> timed >> blocking)
     assert result["timed"] is True
     assert result["thread"] != threading.main_thread().name
 
