@@ -598,9 +598,4 @@ def compile_flow(flow: Flow, *, aio: bool, record: bool) -> Plan:
     return generator.finalize(aio=aio)
 
 
-def debug_source(plan: Plan) -> str:
-    """The generated source of *plan* (for the curious and for tests)."""
-    return "".join(linecache.getlines(plan.filename))
-
-
-__all__ = ["CURRENT_APP", "Plan", "StepInfo", "as_context", "compile_flow", "debug_source", "now"]
+__all__ = ["CURRENT_APP", "Plan", "StepInfo", "as_context", "compile_flow", "now"]

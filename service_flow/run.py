@@ -22,12 +22,7 @@ __all__ = ["Run", "RunStatus", "StepRecord"]
 # Run ids: a random prefix per process and a counter, formatted only when read.  Unique
 # across processes without paying for a uuid4 on every run.
 _PROCESS_PREFIX = os.urandom(4).hex()
-RUN_NUMBERS = count(1)
-
-
-def next_run_number() -> int:
-    """A number unique within this process (``next`` on a count is atomic)."""
-    return next(RUN_NUMBERS)
+RUN_NUMBERS = count(1)  # next() on a count is atomic under the GIL: safe across threads
 
 
 def format_run_id(number: int) -> str:
