@@ -17,7 +17,9 @@ context value.  See the README for the tour.
 
 from __future__ import annotations
 
+from service_flow.clock import SYSTEM_CLOCK, Clock, SystemClock
 from service_flow.exceptions import (
+    ConfigurationError,
     Fatal,
     FlowDefinitionError,
     FlowError,
@@ -28,6 +30,8 @@ from service_flow.exceptions import (
     ValidationError,
 )
 from service_flow.flow import DEFAULT, Flow, Fork, Step, SubFlow, fork_on
+from service_flow.policy import NO_RETRY, ErrorKind, RetryPolicy, classify
+from service_flow.resources import Resources
 from service_flow.run import Run, RunStatus, StepRecord
 from service_flow.service import Around, AsyncCallNext, CallNext, FunctionService, Service, around, service
 from service_flow.validate import Validation, ValidationWarning
@@ -36,9 +40,14 @@ __version__ = "0.4.0"
 
 __all__ = [
     "DEFAULT",
+    "NO_RETRY",
+    "SYSTEM_CLOCK",
     "Around",
     "AsyncCallNext",
     "CallNext",
+    "Clock",
+    "ConfigurationError",
+    "ErrorKind",
     "Fatal",
     "Flow",
     "FlowDefinitionError",
@@ -47,7 +56,9 @@ __all__ = [
     "ForkError",
     "FunctionService",
     "MissingContextKey",
+    "Resources",
     "Retry",
+    "RetryPolicy",
     "Run",
     "RunStatus",
     "Service",
@@ -55,11 +66,13 @@ __all__ = [
     "StepRecord",
     "StopFlow",
     "SubFlow",
+    "SystemClock",
     "Validation",
     "ValidationError",
     "ValidationWarning",
     "__version__",
     "around",
+    "classify",
     "fork_on",
     "service",
 ]

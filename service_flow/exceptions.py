@@ -9,7 +9,8 @@ The tree::
     │   └── ForkError               a fork got a value it has no branch for
     ├── MissingContextKey           a step needs a key the context does not have
     ├── ValidationError             `Flow.validate` found problems (lists them all)
-    └── FlowDefinitionError         a flow was put together wrongly (also a TypeError)
+    ├── FlowDefinitionError         a flow was put together wrongly (also a TypeError)
+    └── ConfigurationError          an option got a value it cannot take (also a ValueError)
 
 `StopFlow`, `Retry` and `Fatal` are raised by *your* services to steer the loop that
 feeds inputs through a flow; the others are raised by the library.  When an error
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
 
 __all__ = [
+    "ConfigurationError",
     "Fatal",
     "FatalException",
     "FlowDefinitionError",
@@ -200,6 +202,13 @@ class FlowDefinitionError(FlowError, TypeError):
     """A flow was put together wrongly: a non-callable step, a malformed fork...
 
     Also a `TypeError`, which is what Python raises for a misused operator.
+    """
+
+
+class ConfigurationError(FlowError, ValueError):
+    """An option was given a value it cannot take (a negative delay, zero attempts...).
+
+    Also a `ValueError`, which is what Python raises for a bad argument value.
     """
 
 

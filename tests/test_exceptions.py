@@ -51,7 +51,7 @@ def test_retry_carries_an_optional_delay() -> None:
     ],
 )
 def test_errors_survive_pickling_with_their_data(error: FlowError) -> None:
-    copy = pickle.loads(pickle.dumps(error))  # noqa: S301 - our own data
+    copy = pickle.loads(pickle.dumps(error))
     assert type(copy) is type(error)
     assert str(copy) == str(error)
     assert vars(copy) == vars(error)

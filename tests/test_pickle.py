@@ -50,11 +50,11 @@ INPUTS = [{"subtotal": n, "mode": "ship" if n % 2 else "other"} for n in range(6
 
 def test_a_flow_survives_pickling_with_its_structure_and_behaviour() -> None:
     flow({"subtotal": 1, "mode": "ship"})  # compiled plans must not get in the way
-    copy = pickle.loads(pickle.dumps(flow))  # noqa: S301 - our own data
+    copy = pickle.loads(pickle.dumps(flow))
     assert repr(copy) == repr(flow)
     assert copy.name == "orders"
     assert [copy(i) for i in INPUTS] == [flow(i) for i in INPUTS]
-    assert pickle.loads(pickle.dumps(ship)) is ship  # noqa: S301
+    assert pickle.loads(pickle.dumps(ship)) is ship
 
 
 def test_a_flow_runs_in_a_process_pool() -> None:
@@ -65,6 +65,6 @@ def test_a_flow_runs_in_a_process_pool() -> None:
 
 
 def test_run_records_can_be_computed_on_the_unpickled_flow() -> None:
-    copy: Flow = pickle.loads(pickle.dumps(flow))  # noqa: S301
+    copy: Flow = pickle.loads(pickle.dumps(flow))
     run = copy.run(INPUTS[1])
     assert [r.name for r in run.steps] == ["Timed", "Handler", "AddTax", "ship"]
