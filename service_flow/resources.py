@@ -26,11 +26,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from service_flow import _log
+from service_flow.flow import Flow
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
 
-    from service_flow.flow import Flow
 
 __all__ = ["Resources"]
 
@@ -55,10 +55,13 @@ class Resources:
         self.items = items
 
     @classmethod
-    def of(cls, flow: Flow) -> Resources:
-        """Every distinct resource of every step of ``flow`` (branches and sub-flows too)."""
+    def of(cls, flow: Flow | Callable[..., Any]) -> Resources:
+        """Every distinct resource of every step of ``flow`` (branches and sub-flows too).
+
+        ``flow`` may also be a single service.
+        """
         seen: dict[int, object] = {}
-        for step in flow.iter_steps():
+        for step in (flow if isinstance(flow, Flow) else Flow(flow)).iter_steps():
             for candidate in _candidates(step.service):
                 if _is_resource(candidate):
                     seen.setdefault(id(candidate), candidate)
