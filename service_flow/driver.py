@@ -618,6 +618,8 @@ class _State:
         waiting = self.waiting
         index = self.index
         debug = self.debug
+        plain_ids = driver.input_id is None
+        new_tuple, SUCCEEDED = tuple.__new__, Outcome.SUCCEEDED  # noqa: N806 - a local alias of a constant
         while not stop.is_set():
             if waiting or debug or progress is not None:
                 item = self.next_input()
@@ -646,7 +648,8 @@ class _State:
                     report.succeeded += 1
                     self.restarts_in_row = 0
                     if emit:
-                        yield Result(position, driver._id(position, data), data, Outcome.SUCCEEDED, context, (), 1)
+                        key = position if plain_ids else driver._id(position, data)
+                        yield new_tuple(Result, (position, key, data, SUCCEEDED, context, (), 1))
                 else:
                     item.attempts += 1
                     result = self.succeeded(item, context, emit=emit)
