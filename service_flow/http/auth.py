@@ -78,7 +78,7 @@ class BearerAuth:
 
     def __init__(self, token: TokenSource, *, refresh: Callable[[], str] | None = None) -> None:
         if not isinstance(token, str) and not callable(token):
-            msg = f"BearerAuth(token) takes a string or a function returning one, got {type(token).__name__}"
+            msg = f"BearerAuth(token) takes a string or a function returning one, got {type(token).__name__}"  # type: ignore[unreachable]
             raise ConfigurationError(msg)
         self._source = token
         self._refresh = refresh if refresh is not None else (None if isinstance(token, str) else token)

@@ -21,6 +21,7 @@ Three parts, so that another transport (an async one) can reuse the first and th
 
 from __future__ import annotations
 
+import inspect
 import re
 import string
 from collections.abc import Mapping
@@ -239,7 +240,7 @@ class Capture:
     def using(cls, func: Callable[[Any], Any]) -> Capture:
         """Whatever ``func(response)`` returns."""
         if not callable(func):
-            msg = f"Capture.using() takes a function of the response, got {func!r}"
+            msg = f"Capture.using() takes a function of the response, got {func!r}"  # type: ignore[unreachable]
             raise ConfigurationError(msg)
         return cls("function", func)
 
@@ -359,7 +360,8 @@ class _Holds(_Check):
 
     def __init__(self, func: ResponseCheck) -> None:
         self.func = func
-        self.describe = f"{getattr(func, '__name__', None) or func!r}(response)"
+        named = inspect.isfunction(func) or inspect.ismethod(func)
+        self.describe = f"{func.__name__}(response)" if named else repr(func)
 
     def problem(self, response: Any, body: _Body) -> str | None:  # noqa: ARG002
         return None if self.func(response) else "it returned a false value"
@@ -376,10 +378,11 @@ def parse_checks(spec: CheckSpec | Sequence[CheckSpec] | None) -> tuple[_Check, 
     if spec is None:
         return ()
     if isinstance(spec, Mapping):
-        unknown = [k for k in spec if k not in _CHECK_KINDS]
-        if unknown:
-            msg = f"unknown check {unknown[0]!r}; checks are {', '.join(_CHECK_KINDS)} or functions of the response"
-            raise ConfigurationError(msg)
+        if any(k not in _CHECK_KINDS for k in spec) or isinstance(spec.get("jsonpath"), list):
+            # httsleep's dict form, as polling conditions take it ({"status_code": 200, ...}).
+            from service_flow.http.conditions import as_condition
+
+            return (_Holds(as_condition(spec)),)
         checks: list[_Check] = []
         # Presence, never truthiness, decides: {"json": {}} and {"status": 0} are checks too.
         if "status" in spec:
@@ -516,7 +519,7 @@ class Request(Service):
             msg = f"Request: the method must be a word like 'GET', got {method!r}"
             raise ConfigurationError(msg)
         if not isinstance(url, str):
-            msg = f"Request: the URL must be a string, got {url!r}"
+            msg = f"Request: the URL must be a string, got {url!r}"  # type: ignore[unreachable]
             raise ConfigurationError(msg)
         method = method.upper()
         client = Client() if client is None else client
