@@ -56,6 +56,9 @@ __all__ = ["Capture", "Outgoing", "Request"]
 class _Nothing:
     __slots__ = ()
 
+    def __reduce__(self) -> str:
+        return "NOTHING"  # the one instance, also after pickling
+
     def __repr__(self) -> str:
         return "<nothing>"
 
@@ -270,8 +273,16 @@ class Capture:
             return self.default if value is None else value
         return self.source(response)
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # The compiled path is rebuilt where the capture arrives.
+        return (_capture, (self.kind, self.source, self.take_all, self.default))
+
     def __repr__(self) -> str:
         return f"Capture({self.describe})"
+
+
+def _capture(kind: str, source: Any, take_all: bool, default: Any) -> Capture:
+    return Capture(kind, source, take_all=take_all, default=default)
 
 
 # -- checks -----------------------------------------------------------------------------

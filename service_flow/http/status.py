@@ -186,6 +186,8 @@ def _seconds_until(value: str, date: str | None, now: float | None) -> float | N
 
 
 def _http_date(value: str) -> float | None:
+    if value.count("GMT") > 1:  # repeated headers joined with ", ": the first one counts
+        value = value[: value.index("GMT") + 3]
     try:
         parsed = email.utils.parsedate_tz(value)
     except (TypeError, ValueError, IndexError):
