@@ -78,7 +78,7 @@ def serve() -> None:
 
 def start_server() -> tuple[subprocess.Popen[str], str]:
     process = subprocess.Popen([sys.executable, __file__, "--serve"], stdout=subprocess.PIPE, text=True)
-    assert process.stdout is not None
+    assert process.stdout is not None  # noqa: S101 - asked for with PIPE
     port = int(process.stdout.readline())
     return process, f"http://127.0.0.1:{port}"
 
