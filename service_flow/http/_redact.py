@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
 
 MASK: Final = "***"
+_WHITESPACE: Final = frozenset(b"\t\n\r")
 EXCERPT_CHARS: Final = 200
 
 _SENSITIVE_HEADERS: Final = frozenset(
@@ -123,11 +124,14 @@ def excerpt(content: bytes | None, secrets: Iterable[str] = (), limit: int = EXC
     if not content:
         return ""
     head = content[: limit * 4]  # a UTF-8 character is at most 4 bytes
-    if b"\x00" in head:
+    controls = sum(1 for byte in head if byte < 0x20 and byte not in _WHITESPACE)  # noqa: PLR2004
+    if controls > len(head) // 20:
         return f"<{len(content)} bytes of binary content>"
-    text = head.decode("utf-8", "replace")
-    if text.count("\ufffd") > len(text) // 10:
-        return f"<{len(content)} bytes of binary content>"
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError as error:
+        # Cut inside a character: keep what came before; otherwise not UTF-8: Latin-1 reads anything.
+        text = head[: error.start].decode("utf-8") if error.start >= len(head) - 3 else head.decode("latin-1")
     text = scrub(text, secrets)
     text = " ".join(text.split())
     if len(text) > limit or len(content) > len(head):
