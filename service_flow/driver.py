@@ -42,7 +42,7 @@ import threading
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Union
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Optional, Union
 
 import structlog
 
@@ -189,7 +189,7 @@ class _Item:
 
 # -- running a batch where the work is -------------------------------------------------
 
-_Raw = tuple[ErrorKind | None, Any]  # (None, context) on success, else (kind, error)
+_Raw = tuple[Optional[ErrorKind], Any]  # (None, context) on success, else (kind, error)
 
 _REMOTE_FLOWS: dict[str, tuple[Flow, Resources]] = {}
 _REMOTE_LOCK = threading.Lock()
