@@ -23,11 +23,14 @@ from service_flow import Flow, Resources
 from service_flow.http import (
     BearerAuth,
     Client,
+    ConcurrencyLimit,
+    RateLimit,
     Request,
     ResponseError,
     RetryableHTTPError,
     TransportError,
 )
+from service_flow.testing import FakeClock
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -304,3 +307,42 @@ def test_a_truncated_body_is_a_transport_error_never_a_crash(truncating_url: str
 def test_the_public_api_is_reexported() -> None:
     for name in service_flow.http.__all__:
         assert getattr(service_flow.http, name) is not None
+
+
+# -- the library's own limits, attached to a client or a service -----------------------
+
+
+def test_a_concurrency_limit_on_the_client_holds_across_threads(threaded: HTTPServer) -> None:
+    handler = InFlight(hold=0.03)
+    threaded.expect_request("/work").respond_with_handler(handler)
+    client = Client(threaded.url_for(""), limits=[ConcurrencyLimit(3)])
+    flow = Flow(client.get("/work")) >> client.get("/work")
+    barrier = threading.Barrier(12)
+    assert run_threads(12, lambda: (barrier.wait(), flow({}))[1]) == [{}] * 12
+    assert handler.peak <= 3
+    assert handler.served == 24
+    client.teardown()
+
+
+def test_a_rate_limit_on_a_service_spaces_its_requests_across_threads(threaded: HTTPServer) -> None:
+    handler = InFlight(hold=0)
+    threaded.expect_request("/work").respond_with_handler(handler)
+    client = Client(threaded.url_for(""))
+    limited = client.get("/work", limits=[RateLimit(4, per=0.25)])
+    started = time.monotonic()
+    run_threads(12, lambda: limited({}))
+    # 12 calls at 4 per 0.25 s: the last batch cannot start before 0.5 s.
+    assert time.monotonic() - started >= 0.45
+    assert handler.served == 12
+    client.teardown()
+
+
+def test_a_rate_limit_runs_on_the_clock_it_is_given(httpserver: HTTPServer) -> None:
+    httpserver.expect_request("/x").respond_with_json({})
+    clock = FakeClock()
+    client = Client(httpserver.url_for(""), limits=[RateLimit(2, per=1.0, clock=clock)])
+    flow = Flow(client.get("/x")) >> client.get("/x")
+    for _ in range(2):  # the same client and limits, twice
+        flow({})
+    assert clock.sleeps == [1.0]
+    assert len(httpserver.log) == 4

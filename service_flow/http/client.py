@@ -334,7 +334,7 @@ class Client:
         return session.request(
             out.method,
             out.url,
-            headers=headers,
+            headers=headers or None,  # None skips requests' header merging, a measurable cost
             json=out.json,
             data=out.data,
             timeout=out.timeout,

@@ -11,9 +11,11 @@ The tree::
         ├── HTTPStopped              also a `StopFlow`: a status mapped to ``"stop"``
         ├── TransportError           no usable response and retrying is unsafe or useless
         │                            (a read timeout on a POST, a TLS failure, a bad URL)
-        └── ResponseError            a response mapped to ``"fail"`` (other 4xx, a POST's 5xx)
-            ├── CheckFailed          a ``check`` did not hold; ``check`` says which
-            └── CaptureFailed        a ``capture`` found nothing; ``key`` names it
+        ├── ResponseError            a response mapped to ``"fail"`` (other 4xx, a POST's 5xx)
+        │   ├── CheckFailed          a ``check`` did not hold; ``check`` says which
+        │   └── CaptureFailed        a ``capture`` found nothing; ``key`` names it
+        ├── Alarm                    a polled response met an alarm condition (`service_flow.http.poll`)
+        └── PollTimeout              polling gave up (`service_flow.http.poll`)
 
 Because `RetryableHTTPError` is a `Retry`, `FatalHTTPError` a `Fatal` and `HTTPStopped` a
 `StopFlow`, a driver treats them as it treats the plain ones.  Every error carries a

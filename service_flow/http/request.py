@@ -26,7 +26,7 @@ import re
 import string
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Final, Union
-from urllib.parse import quote, urlencode
+from urllib.parse import parse_qsl, quote, urlencode
 
 from service_flow.exceptions import ConfigurationError, MissingContextKey
 from service_flow.http import _redact
@@ -110,8 +110,6 @@ class Outgoing:
             found += list(auth.headers().values())
             found += [v.split(" ", 1)[1] for v in auth.headers().values() if " " in v]
         if "?" in self.url:
-            from urllib.parse import parse_qsl
-
             query = self.url.split("?", 1)[1].split("#", 1)[0]
             found += [v for k, v in parse_qsl(query) if _redact.is_sensitive_field(k)]
         found += _redact.secrets_in(self.json)
