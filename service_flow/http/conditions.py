@@ -39,6 +39,7 @@ __all__ = [
     "JsonPath",
     "JsonPathCondition",
     "Not",
+    "Observed",
     "Status",
     "Text",
     "as_condition",
