@@ -368,3 +368,12 @@ def test_a_condition_subclass_needs_holds():
 
     with pytest.raises(NotImplementedError):
         Broken()(httpx.Response(200))
+
+
+@pytest.mark.parametrize("expression", ["$", "$.a", "$.a.b", "$.a[0]", "$.a[1].b", "$['a']", '$["a"][0]', "$.n"])
+@pytest.mark.parametrize(
+    "document",
+    [{"a": {"b": 1}}, {"a": [{"b": 2}, {"b": None}]}, {"a": []}, [1, 2], {"n": 0}, "text", None, {"a": {"0": 1}}],
+)
+def test_plain_paths_walked_directly_agree_with_jsonpath_ng(expression, document):
+    assert find(expression, document) == [m.value for m in compile_path(expression).find(document)]

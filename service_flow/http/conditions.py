@@ -26,7 +26,7 @@ from typing import Any, ClassVar, NoReturn, TypeVar, Union
 from typing_extensions import TypeAlias
 
 from service_flow.exceptions import ConfigurationError, FlowDefinitionError
-from service_flow.http._jsonpath import compile_path
+from service_flow.http._jsonpath import compile_path, finder
 
 __all__ = [
     "AllOf",
@@ -39,6 +39,7 @@ __all__ = [
     "JsonPath",
     "JsonPathCondition",
     "Not",
+    "Observed",
     "Status",
     "Text",
     "as_condition",
@@ -276,7 +277,7 @@ _TESTS: dict[str, Callable[[Any, Any], bool]] = {
 class JsonPathCondition(Condition):
     """Every value a JSONPath selects passes a test, and it selects at least one."""
 
-    __slots__ = ("_path", "expression", "operand", "test")
+    __slots__ = ("_find", "expression", "operand", "test")
 
     def __init__(self, expression: str, test: str, operand: Any = None) -> None:
         if test not in _TESTS and test not in {"matches", "exists"}:
@@ -285,7 +286,7 @@ class JsonPathCondition(Condition):
         if test == "matches" and not callable(operand):
             msg = f"JsonPath({expression!r}).matches() needs a callable, got {type(operand).__name__}"
             raise ConfigurationError(msg)
-        self._path = compile_path(expression)
+        self._find = finder(expression)
         self.expression = expression
         self.test = test
         self.operand = operand
@@ -294,7 +295,7 @@ class JsonPathCondition(Condition):
         """Whether the path selects something and every value selected passes the test."""
         if not seen.is_json:
             return False
-        values = [match.value for match in self._path.find(seen.json)]
+        values = self._find(seen.json)
         if not values:
             return False
         if self.test == "exists":

@@ -159,6 +159,8 @@ class Poll(Service):
         self.request = request
         self.resources = (request.client,)
         self.provides = request.provides  # type: ignore[misc]
+        self.requires = request.requires
+        """The context keys the request's URL placeholders need."""
         self.until = _condition(until, "until", owner)
         self.alarm: Condition | None = None if alarm is None else _condition(alarm, "alarm", owner)
         self.ignore = _exception_types(ignore, owner)
