@@ -14,6 +14,9 @@ Then throughput of 16 threads sharing one `Client` against 1 thread (and the sam
 raw session, for scale).  The server is the standard library's ThreadingHTTPServer
 speaking HTTP/1.1 with keep-alive, in a subprocess so it does not share our GIL.
 
+Last, ``http_poll.py`` measures polling (per-poll cost against a hand-written loop and
+httsleep 0.3.1).
+
 Run: ``python benchmarks/http.py [--rounds 9]``.  Quote the medians.
 """
 
@@ -321,9 +324,10 @@ def report_threads(base: str, seconds: float, rounds: int) -> None:
 
 
 # -- polling ----------------------------------------------------------------------------
-# POLLING BENCHMARK: the part of this script measuring service_flow.http's polling
-# service belongs to the engineer building it; add it here, as report_polling(base, rounds),
-# and call it from main() below.
+def report_polling(rounds: int) -> None:
+    """The polling part lives in http_poll.py (its own server and httsleep install)."""
+    print("\nPolling (benchmarks/http_poll.py)")
+    subprocess.run([sys.executable, str(HERE / "http_poll.py"), "--rounds", str(rounds)], check=True)
 
 
 def main() -> None:
@@ -348,6 +352,7 @@ def main() -> None:
     finally:
         server.terminate()
         server.wait()
+    report_polling(args.rounds)
 
 
 if __name__ == "__main__":

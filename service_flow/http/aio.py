@@ -274,7 +274,7 @@ class AsyncRequest(Request):
     async def __call__(self, context: dict[str, Any]) -> dict[str, Any]:  # type: ignore[override]
         """Send the request built from ``context``; return the captured values."""
         out = self.build(context)
-        response = await self.async_client.asend(out, auth=self._auth, limits=self._limits)
+        response = await self.async_client.asend(out, auth=self.auth, limits=self.limits)
         try:
             return self.interpret(response, out)
         finally:
@@ -313,7 +313,7 @@ class AsyncPoll(Poll):
         out = self.request.build(context)
         request = self.request
         assert isinstance(request, AsyncRequest)  # noqa: S101 - checked when built
-        send, auth, limits = request.async_client.asend, request._auth, request._limits  # noqa: SLF001
+        send, auth, limits = request.async_client.asend, request.auth, request.limits
         started = self.clock.now()
         attempt = 0
         last = None

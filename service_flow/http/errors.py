@@ -14,8 +14,8 @@ The tree::
         ├── ResponseError            a response mapped to ``"fail"`` (other 4xx, a POST's 5xx)
         │   ├── CheckFailed          a ``check`` did not hold; ``check`` says which
         │   └── CaptureFailed        a ``capture`` found nothing; ``key`` names it
-        ├── Alarm                    a polled response met an alarm condition (`service_flow.http.poll`)
-        └── PollTimeout              polling gave up (`service_flow.http.poll`)
+        ├── Alarm                    a polled response met an alarm condition
+        └── PollTimeout              polling gave up: attempts or time ran out
 
 Because `RetryableHTTPError` is a `Retry`, `FatalHTTPError` a `Fatal` and `HTTPStopped` a
 `StopFlow`, a driver treats them as it treats the plain ones.  Every error carries a
@@ -32,11 +32,13 @@ from typing import Any
 from service_flow.exceptions import Fatal, FlowError, Retry, StopFlow
 
 __all__ = [
+    "Alarm",
     "CaptureFailed",
     "CheckFailed",
     "FatalHTTPError",
     "HTTPError",
     "HTTPStopped",
+    "PollTimeout",
     "ResponseError",
     "ResponseInfo",
     "RetriesExhausted",
@@ -138,3 +140,38 @@ class CaptureFailed(ResponseError):
     def __init__(self, *args: object, key: str = "", **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.key = key
+
+
+class Alarm(HTTPError):
+    """An alarm condition held for a polled response.
+
+    ``condition`` describes the condition that held, ``attempts`` counts the polls made,
+    ``response`` keeps the response's status, masked headers and a masked excerpt.
+    """
+
+    def __init__(self, *args: object, condition: str = "", attempts: int = 0, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.condition = condition
+        self.attempts = attempts
+
+
+class PollTimeout(HTTPError):
+    """Polling gave up: ``max_attempts`` polls or ``timeout`` seconds without success.
+
+    ``attempts`` counts the polls, ``elapsed`` the seconds spent, ``response`` keeps the
+    last response (``None`` if none came) and ``last_error`` describes the ignored error
+    of the last poll, if it raised one.
+    """
+
+    def __init__(
+        self,
+        *args: object,
+        attempts: int = 0,
+        elapsed: float = 0.0,
+        last_error: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.attempts = attempts
+        self.elapsed = elapsed
+        self.last_error = last_error

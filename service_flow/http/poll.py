@@ -47,7 +47,7 @@ from service_flow.exceptions import ConfigurationError
 from service_flow.http import _redact
 from service_flow.http.client import debug_logger
 from service_flow.http.conditions import Condition, ConditionSpec, Observed, as_condition
-from service_flow.http.errors import HTTPError
+from service_flow.http.errors import Alarm, HTTPError, PollTimeout
 from service_flow.http.request import Request, response_info
 from service_flow.http.status import parse_retry_after
 from service_flow.policy import RetryPolicy
@@ -63,41 +63,6 @@ __all__ = ["Alarm", "Poll", "PollTimeout"]
 # Every status "ok": the response `until` accepted is not judged again by its status.
 _ANY_STATUS_OK = {f"{digit}xx": "ok" for digit in range(10)}
 _RANDOM = random.Random()  # noqa: S311 - jitter, not cryptography
-
-
-class Alarm(HTTPError):
-    """An alarm condition held for a polled response.
-
-    ``condition`` describes the condition that held, ``attempts`` counts the polls made,
-    ``response`` keeps the response's status, masked headers and a masked excerpt.
-    """
-
-    def __init__(self, *args: object, condition: str = "", attempts: int = 0, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.condition = condition
-        self.attempts = attempts
-
-
-class PollTimeout(HTTPError):
-    """Polling gave up: ``max_attempts`` polls or ``timeout`` seconds without success.
-
-    ``attempts`` counts the polls, ``elapsed`` the seconds spent, ``response`` keeps the
-    last response (``None`` if none came) and ``last_error`` describes the ignored error
-    of the last poll, if it raised one.
-    """
-
-    def __init__(
-        self,
-        *args: object,
-        attempts: int = 0,
-        elapsed: float = 0.0,
-        last_error: str | None = None,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(*args, **kwargs)
-        self.attempts = attempts
-        self.elapsed = elapsed
-        self.last_error = last_error
 
 
 class _Verdict:
@@ -241,7 +206,7 @@ class Poll(Service):
         return delay
 
     def _alarm(self, response: Any, out: Outgoing, attempt: int) -> Alarm:
-        info = response_info(response, out.secrets(self.request._auth))  # noqa: SLF001 - same package
+        info = response_info(response, out.secrets(self.request.auth))
         condition = repr(self.alarm)
         url = _redact.url(out.url)
         excerpt = f"; body: {info.excerpt}" if info.excerpt else ""
@@ -252,7 +217,7 @@ class Poll(Service):
     def _gave_up(
         self, why: str, attempt: int, elapsed: float, response: Any, out: Outgoing, last_error: str | None
     ) -> PollTimeout:
-        secrets = out.secrets(self.request._auth)  # noqa: SLF001 - same package
+        secrets = out.secrets(self.request.auth)
         info = None if response is None else response_info(response, secrets)
         url = _redact.url(out.url)
         last = f"last status {info.status_code}" if info is not None else "no response"
@@ -271,7 +236,7 @@ class Poll(Service):
         )
 
     def _describe(self, error: BaseException, out: Outgoing) -> str:
-        text = _redact.scrub(f"{type(error).__name__}: {error}", out.secrets(self.request._auth))  # noqa: SLF001
+        text = _redact.scrub(f"{type(error).__name__}: {error}", out.secrets(self.request.auth))
         return text[:200]
 
     # -- the sync loop ----------------------------------------------------------------
@@ -280,7 +245,7 @@ class Poll(Service):
         """Poll with the request built from ``context``; return its captures from the final response."""
         out = self.request.build(context)
         request = self.request
-        send, auth, limits = request.client.send, request._auth, request._limits  # noqa: SLF001 - same package
+        send, auth, limits = request.client.send, request.auth, request.limits
         started = self.clock.now()
         attempt = 0
         last = None

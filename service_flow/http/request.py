@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Callable, ClassVar, Final, Union
 from urllib.parse import parse_qsl, quote, urlencode
 
 from service_flow.exceptions import ConfigurationError, MissingContextKey
-from service_flow.http import _redact
+from service_flow.http import _jsonpath, _redact
 from service_flow.http.client import Client, Limit, Timeout, check_timeout
 from service_flow.http.errors import (
     CaptureFailed,
@@ -122,8 +122,6 @@ class Outgoing:
 
 # -- JSON paths -------------------------------------------------------------------------
 
-_SIMPLE_PATH = re.compile(r"""\$(?:\.[A-Za-z_]\w*|\[\d+\]|\['[^']*'\]|\["[^"]*"\])*\Z""")
-_STEP = re.compile(r"""\.([A-Za-z_]\w*)|\[(\d+)\]|\['([^']*)'\]|\["([^"]*)"\]""")
 PathFinder = Callable[[Any], list[Any]]
 
 
@@ -136,34 +134,7 @@ def compile_json_path(expression: str) -> PathFinder:
     if not isinstance(expression, str) or not expression.startswith("$"):
         msg = f"a JSON path starts with '$', got {expression!r}"
         raise ConfigurationError(msg)
-    if _SIMPLE_PATH.match(expression):
-        steps: tuple[str | int, ...] = tuple(
-            int(m[2]) if m[2] is not None else next(g for g in (m[1], m[3], m[4]) if g is not None)
-            for m in _STEP.finditer(expression)
-        )
-        return _walker(steps)
-    from service_flow.http import _jsonpath  # jsonpath-ng, only for the paths that need it
-
-    _jsonpath.compile_path(expression)  # errors now, not on the first response
-
-    def find(data: Any) -> list[Any]:
-        return list(_jsonpath.find(expression, data))
-
-    return find
-
-
-def _walker(steps: tuple[str | int, ...]) -> PathFinder:
-    def walk(data: Any) -> list[Any]:
-        for step in steps:
-            if isinstance(step, int):
-                if type(data) is not list or step >= len(data):
-                    return []
-            elif type(data) is not dict or step not in data:
-                return []
-            data = data[step]
-        return [data]
-
-    return walk
+    return _jsonpath.finder(expression)
 
 
 class _Body:
@@ -565,8 +536,8 @@ class Request(Service):
         self._compile_body(json, data, owner)
 
         self._timeout = client.timeout if timeout is None else check_timeout(timeout, owner)
-        self._auth: Auth | None = client.auth if isinstance(auth, _Nothing) else auth
-        self._limits: tuple[Limit, ...] = client.limits + tuple(limits)
+        self.auth: Auth | None = client.auth if isinstance(auth, _Nothing) else auth
+        self.limits: tuple[Limit, ...] = client.limits + tuple(limits)
         self._allow_redirects = allow_redirects
         self._idempotent = method in IDEMPOTENT_METHODS if idempotent is None else bool(idempotent)
         self._status_map = client.status_map.merged(on_status)
@@ -735,7 +706,7 @@ class Request(Service):
     def __call__(self, context: Context) -> dict[str, Any]:
         """Send the request built from ``context``; return the captured values."""
         out = self.build(context)
-        response = self.client.send(out, auth=self._auth, limits=self._limits)
+        response = self.client.send(out, auth=self.auth, limits=self.limits)
         try:
             return self.interpret(response, out)
         except BaseException:
@@ -845,7 +816,7 @@ class Request(Service):
         return self._failure(kind, f"mapped to {action.value!r}", response, out)
 
     def _failure(self, kind: type[HTTPError], what: str, response: Any, out: Outgoing | None, **data: Any) -> HTTPError:
-        secrets = out.secrets(self._auth) if out is not None else []
+        secrets = out.secrets(self.auth) if out is not None else []
         info = response_info(response, secrets)
         method = out.method if out is not None else self.method
         url = _redact.url(out.url if out is not None else self.url)
