@@ -127,7 +127,7 @@ def dask(rounds: int) -> None:
 
     cpu_inputs = [{"n": i} for i in range(100)]
     small = [{"n": i} for i in range(2_000)]
-    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)
+    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0")
     with cluster, Client(cluster) as client:
         executor = client.get_executor()
         Driver(burn, executor=executor, workers=2).run(cpu_inputs[:10])  # ship the flow once

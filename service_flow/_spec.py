@@ -49,6 +49,7 @@ class Spec:
     blocking: bool  # a sync service to run in a thread inside async runs
     provides: frozenset[str] | None  # None: the service does not say
     around: str | None  # None, "call_next" (modern) or "app" (DecoratorMiddleware)
+    declared_requires: tuple[str, ...] = ()  # ``requires`` of a service reading the whole context
 
     def __reduce__(self) -> tuple[Any, ...]:
         # What the plan calls may be a function hidden behind a decorator (not picklable
@@ -57,8 +58,12 @@ class Spec:
 
     @property
     def requires(self) -> tuple[str, ...]:
-        """Context keys that must be present."""
-        return tuple(a.name for a in self.args if a.required)
+        """Context keys that must be present.
+
+        A service that takes the whole ``context`` (or ``**kwargs``) may say which keys it
+        reads in a ``requires`` attribute, as it says what it sets in ``provides``.
+        """
+        return tuple(a.name for a in self.args if a.required) + self.declared_requires
 
     @property
     def optional(self) -> tuple[str, ...]:
@@ -88,18 +93,23 @@ def service_name(obj: object) -> str:  # noqa: PLR0911 - one return per kind of 
     return type(obj).__name__
 
 
-def _declared_provides(obj: object, name: str) -> frozenset[str] | None:
-    declared = getattr(obj, "provides", None)
+def _declared_keys(obj: object, name: str, attribute: str) -> tuple[str, ...] | None:
+    declared = getattr(obj, attribute, None)
     if declared is None:
         return None
     if isinstance(declared, str):
-        return frozenset((declared,))
+        return (declared,)
     if isinstance(declared, Iterable):
         keys = tuple(declared)
         if all(isinstance(k, str) for k in keys):
-            return frozenset(keys)
-    msg = f"{name}.provides must be a key or a tuple of keys (strings), got {declared!r}"
+            return keys
+    msg = f"{name}.{attribute} must be a key or a tuple of keys (strings), got {declared!r}"
     raise FlowDefinitionError(msg)
+
+
+def _declared_provides(obj: object, name: str) -> frozenset[str] | None:
+    keys = _declared_keys(obj, name, "provides")
+    return None if keys is None else frozenset(keys)
 
 
 def is_async_callable(obj: object) -> bool:
@@ -201,4 +211,5 @@ def spec_of(obj: object) -> Spec:
         blocking=bool(getattr(obj, "blocking", False)),
         provides=_declared_provides(obj, name),
         around=around,
+        declared_requires=(_declared_keys(obj, name, "requires") or ()) if whole_context or var_keyword else (),
     )

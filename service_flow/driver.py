@@ -455,9 +455,8 @@ class Drive(Iterator[Result]):
         driver._begin()
         state = _State(driver, self._source)
         with _signals(driver):
-            log = _log.logger()
             if state.debug:
-                log.debug("driver.started", flow=driver.flow.name, workers=driver.workers, remote=driver.remote)
+                state.log.debug("driver.started", workers=driver.workers, remote=driver.remote)
             try:
                 if driver.executor is None and driver.workers == 1:
                     yield from state.inline(emit=self._emit)
@@ -465,9 +464,6 @@ class Drive(Iterator[Result]):
                     yield from state.pooled(emit=self._emit)
             finally:
                 self.report = state.finish()
-        report = self.report
-        level = log.warning if report.stop_reason or report.dead_letters else log.info
-        level("driver.finished", flow=driver.flow.name, duration_s=round(report.duration, 3), **report.counts())
 
 
 class _State:
@@ -794,6 +790,10 @@ class _State:
         report.duration = self.clock.now() - self.started
         if self.progress is not None:
             self.progress.done(report)
+        level = self.log.warning if report.stop_reason or report.dead_letters else self.log.info
+        level(
+            "driver.finished", duration_s=round(report.duration, 3), stop_reason=report.stop_reason, **report.counts()
+        )
         return report
 
 
@@ -813,7 +813,8 @@ def _signals(driver: Driver) -> Iterator[None]:
                 raise KeyboardInterrupt
             signal.raise_signal(signum)
             return
-        _log.logger().warning("driver.stopping", flow=driver.flow.name, signal=name)
+        # Only set the flag: the handler may run in the middle of a log call holding
+        # the logger's lock (logging here deadlocked); driver.finished says why it stopped.
         driver.stop(f"received {name}")
 
     for stop_signal in (signal.SIGINT, signal.SIGTERM):
@@ -879,11 +880,7 @@ class _AsyncDrive:
             for task in tasks:
                 task.cancel()
         state.source = source
-        report = state.finish()
-        _log.logger().info(
-            "driver.finished", flow=driver.flow.name, duration_s=round(report.duration, 3), **report.counts()
-        )
-        return report
+        return state.finish()
 
     async def _process(self, item: _Item) -> None:
         """Run one input to its outcome; the caller acquired a slot for it."""

@@ -547,7 +547,7 @@ def test_a_thread_pool_executor_shares_the_flow():
 
 def test_random_faults_on_dask():
     distributed = pytest.importorskip("distributed")
-    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0")
     with cluster, distributed.Client(cluster) as client:
         results = []
         report = Driver(
