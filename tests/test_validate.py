@@ -193,3 +193,30 @@ def test_many_paths_are_merged_without_excusing_the_paths_that_trust_nothing() -
 def test_given_must_be_keys() -> None:
     with pytest.raises(TypeError, match="takes the keys the input will hold"):
         checkout.validate(given=None)  # type: ignore[arg-type]
+
+
+def test_a_whole_context_service_can_declare_what_it_requires() -> None:
+    class Report(Service):
+        requires = ("orders", "period")
+        provides = ("report",)
+
+        def __call__(self, context: dict[str, Any]) -> dict[str, Any]:
+            return {"report": len(context["orders"])}
+
+    with pytest.raises(ValidationError) as caught:
+        Flow(Report()).validate(given=["orders"])
+    assert caught.value.problems == ("Report needs 'period', which is neither given nor provided by an earlier step",)
+    assert Flow(Report()).validate(given=["orders", "period"]).guaranteed >= {"report"}
+
+
+def test_a_request_service_requires_its_url_placeholders() -> None:
+    from service_flow.http import Client
+
+    api = Client("http://127.0.0.1:9")
+    flow = api.get("/users/{user_id}").capture("user", "$.data") >> api.post("/audit/{user}")
+    with pytest.raises(ValidationError) as caught:
+        flow.validate(given=[])
+    assert caught.value.problems == (
+        "GET /users/{user_id} needs 'user_id', which is neither given nor provided by an earlier step",
+    )
+    flow.validate(given=["user_id"])  # 'user' is captured by the first request
