@@ -30,10 +30,17 @@ success            returns ``{"status": "succeeded", "context": ...}``
                    a row the worker process gives up: it requeues and shuts the worker down
 any other error    fails with `FlowTaskFailed` (a `ForkError` too: restarting cannot help)
 =================  ==========================================================================
+
+A flow with ``async`` services runs in an event loop of its own for each task.  The one
+exception this module adds::
+
+    FlowError
+    └── FlowTaskFailed      a flow task failed; ``errors`` lists every attempt's error
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -232,7 +239,9 @@ def flow_task(  # noqa: PLR0913 - the driver's options, plus Celery's
             error: BaseException = FlowError(f"the task takes a mapping of inputs, got {type(inputs).__name__}")
             return _fail(log, [*attempt_errors, _log.describe_error(error)], flow, error)
         with structlog.contextvars.bound_contextvars(task_id=request.id):
-            run = flow.run(inputs)
+            # A worker runs one task at a time per process (or thread): an async flow
+            # gets an event loop of its own for the run.
+            run = asyncio.run(flow.arun(inputs)) if flow.is_async else flow.run(inputs)
         log = log.bind(run_id=run.run_id)
         failure = run.error if run.status is RunStatus.FAILED else None
         if failure is None:

@@ -7,6 +7,7 @@ broker and result backend, and real ``celery worker`` processes running tests/ce
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -218,6 +219,22 @@ def test_the_flow_events_carry_the_task_id_through_structlog_contextvars():
     assert run_stopped["task_id"] == result.id
     assert run_stopped["run_id"] == result.get()["run_id"]
     assert structlog.contextvars.get_contextvars() == {}
+
+
+def test_an_async_flow_runs_in_a_task():
+    async def fetch(order_id: int) -> dict[str, int]:
+        await asyncio.sleep(0)
+        return {"total": order_id * 2}
+
+    result = apply(flow_task(eager_app(), Flow(fetch)), {"order_id": 7}).get()
+    assert (result["status"], result["context"]["total"]) == ("succeeded", 14)
+
+
+def test_without_celery_the_import_says_which_extra_to_install():
+    code = "import sys; sys.modules['celery'] = None; import service_flow.celery"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert done.returncode != 0
+    assert 'pip install "service-flow[celery]"' in done.stderr
 
 
 def test_failures_keep_their_errors_through_pickle_and_json_args():
