@@ -18,13 +18,16 @@ context value.  See the README for the tour.
 from __future__ import annotations
 
 from service_flow.clock import SYSTEM_CLOCK, Clock, SystemClock
+from service_flow.driver import Drive, Driver, Outcome, Report, Result
 from service_flow.exceptions import (
     ConfigurationError,
     Fatal,
     FlowDefinitionError,
     FlowError,
     ForkError,
+    InvalidInput,
     MissingContextKey,
+    RemoteError,
     Retry,
     StopFlow,
     ValidationError,
@@ -47,6 +50,8 @@ __all__ = [
     "CallNext",
     "Clock",
     "ConfigurationError",
+    "Drive",
+    "Driver",
     "ErrorKind",
     "Fatal",
     "Flow",
@@ -55,8 +60,13 @@ __all__ = [
     "Fork",
     "ForkError",
     "FunctionService",
+    "InvalidInput",
     "MissingContextKey",
+    "Outcome",
+    "RemoteError",
+    "Report",
     "Resources",
+    "Result",
     "Retry",
     "RetryPolicy",
     "Run",

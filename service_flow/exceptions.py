@@ -10,6 +10,8 @@ The tree::
     ├── MissingContextKey           a step needs a key the context does not have
     ├── ValidationError             `Flow.validate` found problems (lists them all)
     ├── FlowDefinitionError         a flow was put together wrongly (also a TypeError)
+    ├── InvalidInput                the driver got an input that is not a mapping
+    ├── RemoteError                 an error from another process that could not travel as itself
     └── ConfigurationError          an option got a value it cannot take (also a ValueError)
 
 `StopFlow`, `Retry` and `Fatal` are raised by *your* services to steer the loop that
@@ -37,7 +39,9 @@ __all__ = [
     "FlowError",
     "ForkError",
     "ForkException",
+    "InvalidInput",
     "MissingContextKey",
+    "RemoteError",
     "Retry",
     "RetryException",
     "StopFlow",
@@ -203,6 +207,22 @@ class FlowDefinitionError(FlowError, TypeError):
 
     Also a `TypeError`, which is what Python raises for a misused operator.
     """
+
+
+class InvalidInput(FlowError):
+    """The driver was given an input that is not a mapping (it becomes a dead letter)."""
+
+
+class RemoteError(FlowError):
+    """An error raised in another process that could not be pickled back as itself.
+
+    ``error_type`` is the dotted name of the original exception's class; the message
+    is its text.
+    """
+
+    def __init__(self, *args: object, error_type: str = "", flow: str | None = None, step: str | None = None) -> None:
+        super().__init__(*args, flow=flow, step=step)
+        self.error_type = error_type
 
 
 class ConfigurationError(FlowError, ValueError):
