@@ -26,8 +26,8 @@ success            returns ``{"status": "succeeded", "context": ...}``
                    `FlowTaskFailed` listing every attempt's error
 `Fatal`            the worker process tears down and sets up the flow's `Resources`, then
                    rejects the message with requeue (the task acknowledges late, so the
-                   message is never lost); after ``restart.max_attempts`` Fatal results in
-                   a row the worker process gives up: it requeues and shuts the worker down
+                   message is never lost); after ``max_restarts`` restarts in a row the
+                   worker process gives up: it requeues and shuts the worker down
 any other error    fails with `FlowTaskFailed` (a `ForkError` too: restarting cannot help)
 =================  ==========================================================================
 
@@ -50,7 +50,7 @@ from typing_extensions import TypedDict
 
 from service_flow import _log
 from service_flow.clock import SYSTEM_CLOCK
-from service_flow.exceptions import FlowError, MissingContextKey
+from service_flow.exceptions import ConfigurationError, FlowError, InvalidInput, MissingContextKey
 from service_flow.policy import ErrorKind, RetryPolicy, classify
 from service_flow.resources import Resources
 from service_flow.run import RunStatus
@@ -128,9 +128,10 @@ class FlowTaskFailed(FlowError):
 class _Restarts:
     """A worker process's count of `Fatal` results in a row, and the restarts they cause."""
 
-    def __init__(self, flow: Flow, policy: RetryPolicy, clock: Clock) -> None:
+    def __init__(self, flow: Flow, policy: RetryPolicy, limit: int, clock: Clock) -> None:
         self.flow = flow
         self.policy = policy
+        self.limit = limit
         self.clock = clock
         self.in_a_row = 0
         self.gave_up = False
@@ -153,7 +154,7 @@ class _Restarts:
         log.warning("celery.task.fatal", error=error)
         if not self.restart(log):
             request = task.request
-            log.error("celery.worker.gave_up", restarts=self.in_a_row, hostname=request.hostname)
+            log.error("celery.worker.gave_up", restarts=self.in_a_row - 1, hostname=request.hostname)
             if request.hostname and not request.is_eager:  # eager: no worker to shut down
                 self.gave_up = True
                 # A warm shutdown through Celery's remote control: the running task ends,
@@ -164,16 +165,14 @@ class _Restarts:
     def restart(self, log: Any) -> bool:
         """Back off, tear down and set up the resources; ``False`` once restarts ran out."""
         self.in_a_row += 1
-        if self.policy.exhausted(self.in_a_row):
+        if self.in_a_row > self.limit:  # as the driver counts: `limit` restarts, then give up
             return False
         delay = self.policy.delay(self.in_a_row)
         self.clock.sleep(delay)
         try:
             self.resources.restart()
         except Exception as error:  # noqa: BLE001 - counted: the next Fatal backs off longer
-            log.error(  # noqa: TRY400 - the error in one field, like the flow's own events
-                "celery.worker.restart_failed", error=_log.describe_error(error), restarts=self.in_a_row
-            )
+            log.warning("celery.worker.restart_failed", error=_log.describe_error(error), restarts=self.in_a_row)
         else:
             log.warning(
                 "celery.worker.restarted",
@@ -191,6 +190,7 @@ def flow_task(  # noqa: PLR0913 - the driver's options, plus Celery's
     name: str | None = None,
     retry: RetryPolicy | None = None,
     restart: RetryPolicy | None = None,
+    max_restarts: int = 5,
     retry_on: Iterable[type[BaseException]] = (),
     fatal_on: Iterable[type[BaseException]] = (),
     exports: Iterable[str] | None = None,
@@ -206,11 +206,12 @@ def flow_task(  # noqa: PLR0913 - the driver's options, plus Celery's
     * ``retry`` (default ``RetryPolicy()``): attempts and delays for `Retry` and the
       types in ``retry_on``; the countdown of ``task.retry`` comes from it, a
       ``Retry(delay=...)`` overrides it;
-    * ``restart`` (default ``RetryPolicy()``): after a `Fatal` (or a type in
-      ``fatal_on``) the worker process waits ``restart.delay(n)`` for the n-th Fatal in a
-      row, recreates the flow's `Resources`, and rejects the message with requeue; the
-      ``restart.max_attempts``-th Fatal in a row shuts the worker down (warm shutdown,
-      message requeued) instead of letting a broken worker spin;
+    * ``restart`` (default, as the driver's: ``RetryPolicy(initial=1.0, max_delay=30.0)``)
+      and ``max_restarts`` (default 5): after a `Fatal` (or a type in ``fatal_on``) the
+      worker process waits ``restart.delay(n)`` for the n-th restart in a row, recreates
+      the flow's `Resources`, and rejects the message with requeue; a Fatal after
+      ``max_restarts`` restarts in a row (no task finished in between) shuts the worker
+      down instead (warm shutdown, message requeued), so a broken worker does not spin;
     * ``exports``: the keys the result carries (default: the whole final context);
       every one must be in the context of a succeeded run;
     * ``name`` (default: the flow's name) and ``options`` go to ``app.task``, over
@@ -222,13 +223,12 @@ def flow_task(  # noqa: PLR0913 - the driver's options, plus Celery's
     carry it when your structlog configuration merges them.
     """
     retry_policy = RetryPolicy() if retry is None else retry
-    restarts = _Restarts(flow, RetryPolicy() if restart is None else restart, clock)
+    restart_policy = RetryPolicy(initial=1.0, max_delay=30.0) if restart is None else restart
+    restarts = _Restarts(flow, restart_policy, max_restarts, clock)
     retry_types = tuple(retry_on)
     fatal_types = tuple(fatal_on)
     export_keys = None if exports is None else tuple(exports)
-    if export_keys is not None and not all(isinstance(key, str) for key in export_keys):
-        msg = f"flow_task({flow.name!r}): exports must be context keys (strings), got {export_keys!r}"
-        raise FlowError(msg, flow=flow.name)
+    _check_options(flow, max_restarts, (*retry_types, *fatal_types), export_keys)
 
     def run_flow(task: Any, inputs: object, attempt_errors: Sequence[str] = ()) -> FlowTaskResult:
         request = task.request
@@ -236,7 +236,7 @@ def flow_task(  # noqa: PLR0913 - the driver's options, plus Celery's
         log = _log.logger().bind(task=task.name, task_id=request.id, flow=flow.name, attempt=attempt)
         restarts.refuse_if_gave_up()
         if not isinstance(inputs, Mapping):
-            error: BaseException = FlowError(f"the task takes a mapping of inputs, got {type(inputs).__name__}")
+            error: BaseException = InvalidInput(f"the task takes a mapping of inputs, got {type(inputs).__name__}")
             return _fail(log, [*attempt_errors, _log.describe_error(error)], flow, error)
         with structlog.contextvars.bound_contextvars(task_id=request.id):
             # A worker runs one task at a time per process (or thread): an async flow
@@ -263,6 +263,24 @@ def flow_task(  # noqa: PLR0913 - the driver's options, plus Celery's
 
     task_options = {**TASK_DEFAULTS, "name": name or flow.name, **options}
     return app.task(bind=True, **task_options)(run_flow)
+
+
+def _check_options(
+    flow: Flow, max_restarts: int, exception_types: tuple[object, ...], exports: tuple[object, ...] | None
+) -> None:
+    problems = []
+    if max_restarts < 0:
+        problems.append(f"max_restarts must be zero or more, got {max_restarts!r}")
+    problems.extend(
+        f"retry_on and fatal_on take exception types, got {kind!r}"
+        for kind in exception_types
+        if not (isinstance(kind, type) and issubclass(kind, BaseException))
+    )
+    if exports is not None and not all(isinstance(key, str) for key in exports):
+        problems.append(f"exports must be context keys (strings), got {exports!r}")
+    if problems:
+        msg = f"flow_task for flow {flow.name!r}: {'; '.join(problems)}"
+        raise ConfigurationError(msg, flow=flow.name)
 
 
 def _result(run: Run, exports: tuple[str, ...] | None, attempt: int, task: Any, log: Any) -> FlowTaskResult:

@@ -98,8 +98,9 @@ def make_app(url: str, prefix: str) -> Celery:
     store = Store(url, prefix)
     fast = RetryPolicy(max_attempts=3, initial=0.05, jitter=0)
     flow = Flow(Act(store)).named("actions")
-    flow_task(app, flow, name="tests.actions", retry=fast, restart=fast)
-    flow_task(app, flow, name="tests.actions_exported", retry=fast, restart=fast, exports=["done"])
+    options = {"retry": fast, "restart": fast, "max_restarts": 2}
+    flow_task(app, flow, name="tests.actions", **options)
+    flow_task(app, flow, name="tests.actions_exported", exports=["done"], **options)
     return app
 
 

@@ -26,7 +26,7 @@ import pytest
 import redis
 from celery import Celery
 
-from service_flow import Fatal, Flow, FlowError, ForkError, Retry, RetryPolicy, Service, StopFlow, fork_on
+from service_flow import ConfigurationError, Fatal, Flow, ForkError, Retry, RetryPolicy, Service, StopFlow, fork_on
 from service_flow.celery import FlowTaskFailed, flow_task
 from service_flow.testing import FakeClock
 
@@ -104,9 +104,11 @@ def test_an_exported_key_a_succeeded_run_lacks_fails_the_task_naming_it():
         apply(task, {"order_id": 7}).get()
 
 
-def test_exports_must_be_key_names():
-    with pytest.raises(FlowError, match="exports must be context keys"):
-        flow_task(eager_app(), Flow(Raise()), exports=[1])
+def test_options_are_checked_when_the_task_is_made():
+    with pytest.raises(ConfigurationError) as caught:
+        flow_task(eager_app(), Flow(Raise()), exports=[1], retry_on=["TimeoutError"], max_restarts=-1)
+    for problem in ("exports must be context keys", "take exception types, got 'TimeoutError'", "max_restarts"):
+        assert problem in str(caught.value)
 
 
 def test_a_context_value_json_cannot_carry_fails_the_task_naming_the_key_not_the_value():
@@ -154,7 +156,7 @@ def test_retry_on_and_other_errors():
 def test_fatal_recreates_the_resources_and_requeues_the_message(events):
     resource = Resource()
     clock = FakeClock()
-    restart = RetryPolicy(max_attempts=3, initial=2, jitter=0)
+    restart = RetryPolicy(initial=2, jitter=0)
     task = flow_task(eager_app(), Flow(Raise(Fatal("lost"), resource=resource)), restart=restart, clock=clock)
     result = apply(task, {"order_id": 7})
     assert result.state == "REJECTED"
@@ -172,13 +174,13 @@ def test_fatal_in_a_row_back_off_then_give_up_and_success_resets_the_count(event
     resource = Resource()
     clock = FakeClock()
     service = Raise(*[Fatal(f"lost {n}") for n in range(6)], resource=resource)
-    restart = RetryPolicy(max_attempts=3, initial=1, multiplier=3, jitter=0)
-    task = flow_task(eager_app(), Flow(service), restart=restart, clock=clock)
+    restart = RetryPolicy(initial=1, multiplier=3, jitter=0)
+    task = flow_task(eager_app(), Flow(service), restart=restart, max_restarts=2, clock=clock)
     states = [apply(task, {"order_id": 7}).state for _ in range(3)]
     assert states == ["REJECTED"] * 3  # the message is never dropped
     assert clock.sleeps == [1.0, 3.0]
     assert resource.calls == ["teardown", "setup"] * 2  # the third Fatal in a row gives up
-    assert [e["restarts"] for e in events if e["event"] == "celery.worker.gave_up"] == [3]
+    assert [e["restarts"] for e in events if e["event"] == "celery.worker.gave_up"] == [2]
     service.errors[:] = [Fatal("again")]
     apply(task, {"order_id": 7})  # the fourth in a row: gives up again
     service.errors[:] = []
@@ -371,9 +373,12 @@ def start_worker(redis_url: str, prefix: str, app: Celery, tmp_path: Path) -> It
         worker.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def worker(redis_url: str, prefix: str, app: Celery, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worker]:
-    """One prefork worker (a main process and one pool child) on the session's queue."""
+    """One prefork worker (a main process and one pool child) on the session's queue.
+
+    Module-scoped: it is gone before the other test modules run.
+    """
     worker = Worker(redis_url, prefix, prefix, tmp_path_factory.mktemp("worker") / "worker.log", pool="prefork")
     worker.wait_ready(app)
     yield worker
