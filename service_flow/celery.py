@@ -51,6 +51,7 @@ from typing_extensions import TypedDict
 from service_flow import _log
 from service_flow.clock import SYSTEM_CLOCK
 from service_flow.exceptions import ConfigurationError, FlowError, InvalidInput, MissingContextKey
+from service_flow.flow import Flow
 from service_flow.policy import ErrorKind, RetryPolicy, classify
 from service_flow.resources import Resources
 from service_flow.run import RunStatus
@@ -62,10 +63,9 @@ except ImportError as error:  # pragma: no cover - depends on the environment
     raise ImportError(msg) from error
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Sequence
+    from collections.abc import Callable, Iterable, Sequence
 
     from service_flow.clock import Clock
-    from service_flow.flow import Flow
     from service_flow.run import Run
 
 __all__ = ["TASK_DEFAULTS", "FlowTaskFailed", "FlowTaskResult", "flow_task"]
@@ -185,7 +185,7 @@ class _Restarts:
 
 def flow_task(  # noqa: PLR0913 - the driver's options, plus Celery's
     app: Any,
-    flow: Flow,
+    flow: Flow | Callable[..., Any],
     *,
     name: str | None = None,
     retry: RetryPolicy | None = None,
@@ -197,7 +197,7 @@ def flow_task(  # noqa: PLR0913 - the driver's options, plus Celery's
     clock: Clock = SYSTEM_CLOCK,
     **options: Any,
 ) -> Any:
-    """Register ``flow`` as a task of the Celery ``app`` and return the task.
+    """Register ``flow`` (a flow or a single service) as a task of the Celery ``app``; return the task.
 
     The task takes the input mapping (JSON-serialisable with Celery's default
     serializer) and returns a `FlowTaskResult`.  Exceptions mean what they mean to the
@@ -222,6 +222,7 @@ def flow_task(  # noqa: PLR0913 - the driver's options, plus Celery's
     ``task_id`` is also bound in structlog's context variables, so the flow's own events
     carry it when your structlog configuration merges them.
     """
+    flow = flow if isinstance(flow, Flow) else Flow(flow)
     retry_policy = RetryPolicy() if retry is None else retry
     restart_policy = RetryPolicy(initial=1.0, max_delay=30.0) if restart is None else restart
     restarts = _Restarts(flow, restart_policy, max_restarts, clock)

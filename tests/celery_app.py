@@ -9,6 +9,8 @@ Redis, the one place the test process and the worker processes both see.
 from __future__ import annotations
 
 import os
+import signal
+import threading
 import time
 from typing import Any
 
@@ -103,6 +105,21 @@ def make_app(url: str, prefix: str) -> Celery:
     flow_task(app, flow, name="tests.actions_exported", exports=["done"], **options)
     return app
 
+
+def _die_with_the_tests(parent: int) -> None:
+    """Kill this worker and its pool when the test process that started it is gone.
+
+    A test run killed from outside (a CI timeout) runs no fixture finalizer: without this,
+    its workers would poll Redis forever.  The worker leads a process group of its own.
+    """
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os.killpg(0, signal.SIGKILL)
+
+
+if "SERVICE_FLOW_CELERY_PARENT" in os.environ:
+    parent = int(os.environ["SERVICE_FLOW_CELERY_PARENT"])
+    threading.Thread(target=_die_with_the_tests, args=(parent,), daemon=True).start()
 
 app = make_app(
     os.environ.get("SERVICE_FLOW_CELERY_URL", "redis://127.0.0.1:6379/0"),

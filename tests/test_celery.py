@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import json
 import os
 import shutil
@@ -83,6 +84,10 @@ def test_success_returns_a_json_serialisable_summary():
     assert task.name == "orders"
     assert task.acks_late is True
     assert task.reject_on_worker_lost is True
+
+
+def test_a_single_service_makes_a_task_too():
+    assert apply(flow_task(eager_app(), Raise()), {"order_id": 3}).get()["context"]["done"] == 3
 
 
 def test_stopflow_ends_the_task_without_error_and_says_why():
@@ -265,6 +270,12 @@ def _ping(url: str) -> bool:
         return False
 
 
+def _die_with_parent() -> None:
+    """In the child, before exec: SIGKILL when the test process dies (Linux), finalizer or not."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # 1 is PR_SET_PDEATHSIG
+
+
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """``SERVICE_FLOW_TEST_REDIS_URL``, else a redis-server of our own on a free port."""
@@ -282,7 +293,12 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     command = [server, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no"]
     log = folder / "redis.log"
     with log.open("wb") as out:
-        process = subprocess.Popen([*command, "--dir", str(folder)], stdout=out, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            [*command, "--dir", str(folder)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            preexec_fn=_die_with_parent,  # noqa: PLW1509 - prctl only
+        )
     url = f"redis://127.0.0.1:{port}/0"
     deadline = time.monotonic() + 10
     while not _ping(url):
@@ -304,6 +320,7 @@ class Worker:
         self.name = f"{queue}-{uuid.uuid4().hex[:6]}@127.0.0.1"
         self.log = log
         env = {**os.environ, "SERVICE_FLOW_CELERY_URL": url, "SERVICE_FLOW_CELERY_PREFIX": prefix}
+        env["SERVICE_FLOW_CELERY_PARENT"] = str(os.getpid())
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(TESTS), env.get("PYTHONPATH")]))
         command = [sys.executable, "-m", "celery", "-A", "celery_app", "worker", f"--pool={pool}", "--concurrency=1"]
         command += ["-Q", queue, "-n", self.name, "--without-gossip", "--without-mingle", "--without-heartbeat"]
