@@ -42,7 +42,7 @@ import threading
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Union
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Optional, Union
 
 import structlog
 
@@ -189,7 +189,7 @@ class _Item:
 
 # -- running a batch where the work is -------------------------------------------------
 
-_Raw = tuple[ErrorKind | None, Any]  # (None, context) on success, else (kind, error)
+_Raw = tuple[Optional[ErrorKind], Any]  # (None, context) on success, else (kind, error)
 
 _REMOTE_FLOWS: dict[str, tuple[Flow, Resources]] = {}
 _REMOTE_LOCK = threading.Lock()
@@ -618,6 +618,8 @@ class _State:
         waiting = self.waiting
         index = self.index
         debug = self.debug
+        plain_ids = driver.input_id is None
+        new_tuple, SUCCEEDED = tuple.__new__, Outcome.SUCCEEDED  # noqa: N806 - a local alias of a constant
         while not stop.is_set():
             if waiting or debug or progress is not None:
                 item = self.next_input()
@@ -646,7 +648,8 @@ class _State:
                     report.succeeded += 1
                     self.restarts_in_row = 0
                     if emit:
-                        yield Result(position, driver._id(position, data), data, Outcome.SUCCEEDED, context, (), 1)
+                        key = position if plain_ids else driver._id(position, data)
+                        yield new_tuple(Result, (position, key, data, SUCCEEDED, context, (), 1))
                 else:
                     item.attempts += 1
                     result = self.succeeded(item, context, emit=emit)

@@ -547,10 +547,8 @@ def test_a_thread_pool_executor_shares_the_flow():
 
 def test_random_faults_on_dask():
     distributed = pytest.importorskip("distributed")
-    with (
-        distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster,
-        distributed.Client(cluster) as client,
-    ):
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)
+    with cluster, distributed.Client(cluster) as client:
         results = []
         report = Driver(
             RandomFaults(seed=42),

@@ -1,0 +1,348 @@
+"""The async HTTP services, on `httpx` (install the ``async`` extra: ``pip install service-flow[async]``).
+
+::
+
+    api = AsyncClient("https://api.example.com", auth=BearerAuth(get_token), limits=[RateLimit(10, per=1)])
+    flow = api.post("/jobs", json=...).capture("job_id", "$.id") >> AsyncPoll(
+        api.get("/jobs/{job_id}").capture("job", "$"),
+        until=JsonPath("$.status") == "SUCCESS",
+        timeout=60,
+    )
+    result = await flow({})
+
+`AsyncRequest` and `AsyncPoll` take exactly the options of `Request` and `Poll`: they
+*are* those classes with an ``async`` ``__call__``.  Building the request from the
+context and judging the response are the very same code; only sending differs
+(`AsyncClient.asend`, with ``httpx``).  Limits are entered with ``async with``, so a
+task waiting for a `RateLimit` or a `ConcurrencyLimit` never blocks the event loop.
+
+The ``httpx.AsyncClient`` behind an `AsyncClient` belongs to the event loop that first
+used it; a run in another loop opens its own.  Close it with ``await api.aclose()`` (or
+``async with api:``) before its loop ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+import time
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from service_flow import _log
+from service_flow.exceptions import ConfigurationError
+from service_flow.http import _redact
+from service_flow.http.client import Client, debug_logger, log_request
+from service_flow.http.errors import RetryableHTTPError, TransportError
+from service_flow.http.poll import Poll, _Verdict
+from service_flow.http.request import Request
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    import httpx
+    from typing_extensions import Self
+
+    from service_flow.http.auth import Auth
+    from service_flow.http.client import Limit
+    from service_flow.http.request import Outgoing
+
+__all__ = ["AsyncClient", "AsyncPoll", "AsyncRequest"]
+
+
+def _httpx() -> Any:
+    try:
+        import httpx
+    except ImportError:  # pragma: no cover - the dev extra installs it
+        msg = "the async HTTP services need httpx: pip install 'service-flow[async]'"
+        raise ConfigurationError(msg) from None
+    return httpx
+
+
+class AsyncClient(Client):
+    """A `Client` sending with ``httpx.AsyncClient``: same settings, same status mapping.
+
+    ``retries`` counts connection attempts retried by httpx's transport (httpx retries
+    only failed connections, never a response); urllib3 ``Retry`` objects do not apply.
+    Its requests (``api.get(...)``) are `AsyncRequest` services.
+    """
+
+    def __init__(self, base_url: str | None = None, *, retries: int = 0, **options: Any) -> None:
+        _httpx()
+        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+            msg = f"AsyncClient(retries=) takes a number of connection retries (0 or more), got {retries!r}"
+            raise ConfigurationError(msg)
+        super().__init__(base_url, **options)
+        self.connect_retries = retries
+        self._async: tuple[asyncio.AbstractEventLoop, httpx.AsyncClient] | None = None
+
+    def _client(self) -> httpx.AsyncClient:
+        loop = asyncio.get_running_loop()
+        current = self._async
+        if current is not None and current[0] is loop:
+            return current[1]
+        with self._lock:
+            current = self._async
+            if current is None or current[0] is not loop:
+                httpx = _httpx()
+                transport = httpx.AsyncHTTPTransport(
+                    retries=self.connect_retries,
+                    verify=self.verify,
+                    limits=httpx.Limits(max_connections=self.pool_size, max_keepalive_connections=self.pool_size),
+                )
+                current = self._async = (loop, httpx.AsyncClient(transport=transport, verify=self.verify))
+        return current[1]
+
+    async def aclose(self) -> None:
+        """Close the ``httpx`` client and its connections (call it in the loop that used it)."""
+        with self._lock:
+            current, self._async = self._async, None
+        if current is not None:
+            await current[1].aclose()
+
+    def setup(self) -> None:
+        """Drop the ``httpx`` client: the next request opens a fresh one (a restart after `Fatal`)."""
+        self.teardown()
+
+    def teardown(self) -> None:
+        """Close the ``httpx`` client: at once when called in its loop's thread, else on that loop."""
+        with self._lock:
+            current, self._async = self._async, None
+        if current is None:
+            return
+        loop, client = current
+        if loop.is_closed():
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            task = loop.create_task(client.aclose())
+            _PENDING.add(task)
+            task.add_done_callback(_PENDING.discard)
+        elif loop.is_running():
+            asyncio.run_coroutine_threadsafe(client.aclose(), loop)
+        else:
+            loop.run_until_complete(client.aclose())
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = super().__getstate__()
+        state["_async"] = None
+        return state
+
+    def request(self, method: str, url: str, **options: Any) -> AsyncRequest:
+        """An `AsyncRequest` sent through this client."""
+        return AsyncRequest(method, url, client=self, **options)
+
+    def get(self, url: str, **options: Any) -> AsyncRequest:
+        """A GET `AsyncRequest` through this client."""
+        return self.request("GET", url, **options)
+
+    def post(self, url: str, **options: Any) -> AsyncRequest:
+        """A POST `AsyncRequest` through this client."""
+        return self.request("POST", url, **options)
+
+    def put(self, url: str, **options: Any) -> AsyncRequest:
+        """A PUT `AsyncRequest` through this client."""
+        return self.request("PUT", url, **options)
+
+    def patch(self, url: str, **options: Any) -> AsyncRequest:
+        """A PATCH `AsyncRequest` through this client."""
+        return self.request("PATCH", url, **options)
+
+    def delete(self, url: str, **options: Any) -> AsyncRequest:
+        """A DELETE `AsyncRequest` through this client."""
+        return self.request("DELETE", url, **options)
+
+    def head(self, url: str, **options: Any) -> AsyncRequest:
+        """A HEAD `AsyncRequest` through this client."""
+        return self.request("HEAD", url, **options)
+
+    async def asend(self, out: Outgoing, *, auth: Auth | None = None, limits: Sequence[Limit] = ()) -> httpx.Response:
+        """Send ``out`` with ``httpx`` and return the response; the async `Client.send`.
+
+        ``limits`` are entered (``async with`` when they support it) around each attempt;
+        a 401 lets ``auth`` refresh once; transport failures become `RetryableHTTPError`
+        or `TransportError` by the same rules as `Client.send`.
+        """
+        httpx = _httpx()
+        client = self._client()
+        attempt = 0
+        while True:
+            attempt += 1
+            headers = out.headers if auth is None else {**out.headers, **auth.headers()}
+            started = time.perf_counter()
+            try:
+                if limits:
+                    async with contextlib.AsyncExitStack() as stack:
+                        for limit in limits:
+                            if hasattr(limit, "__aenter__"):
+                                await stack.enter_async_context(limit)  # type: ignore[arg-type]
+                            else:
+                                stack.enter_context(limit)
+                        response = await self._acall(client, out, headers)
+                else:
+                    response = await self._acall(client, out, headers)
+            except (httpx.TransportError, httpx.InvalidURL) as error:
+                elapsed = time.perf_counter() - started
+                raise self._async_transport_error(out, error, elapsed, attempt, auth) from None
+            elapsed = time.perf_counter() - started
+            status = response.status_code
+            if status < 400:  # noqa: PLR2004
+                log = debug_logger()
+                if log is not None:
+                    log_request(log.debug, out, status, elapsed, attempt, response)
+            else:
+                log_request(_log.logger().warning, out, status, elapsed, attempt, response)
+            if status == 401 and auth is not None and attempt == 1 and auth.refresh(headers):  # noqa: PLR2004
+                await response.aclose()
+                continue
+            return response
+
+    @staticmethod
+    async def _acall(client: httpx.AsyncClient, out: Outgoing, headers: dict[str, str]) -> httpx.Response:
+        timeout = out.timeout
+        connect, read = timeout if isinstance(timeout, tuple) else (timeout, timeout)
+        data, content = out.data, None
+        if isinstance(data, (str, bytes)):  # httpx takes raw bodies as content=
+            data, content = None, data
+        return await client.request(
+            out.method,
+            out.url,
+            headers=headers,
+            json=out.json,
+            data=data,
+            content=content,
+            timeout=_httpx().Timeout(read, connect=connect),
+            follow_redirects=out.allow_redirects,
+        )
+
+    def _async_transport_error(
+        self, out: Outgoing, error: Exception, elapsed: float, attempt: int, auth: Auth | None
+    ) -> Exception:
+        httpx = _httpx()
+        secrets = out.secrets(auth)
+        url = _redact.url(out.url)
+        reason = _redact.scrub(f"{type(error).__name__}: {error}".replace(out.url, url), secrets)[:300]
+        log_request(_log.logger().warning, out, None, elapsed, attempt, None, error=type(error).__name__)
+        where: dict[str, Any] = {"method": out.method, "url": url}
+        if _caused_by(error, ssl.SSLError):  # a certificate does not fix itself
+            return TransportError(f"{out.method} {url}: {reason}", **where)
+        never_sent = isinstance(error, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout))
+        transient = isinstance(error, (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError))
+        if transient and (never_sent or out.idempotent):
+            return RetryableHTTPError(f"{out.method} {url}: {reason}", **where)
+        if transient:
+            reason += f" (not retried: the server may have processed this {out.method})"
+        return TransportError(f"{out.method} {url}: {reason}", **where)
+
+
+_PENDING: set[asyncio.Task[None]] = set()  # closing tasks, kept alive until done
+
+
+def _caused_by(error: BaseException, kind: type[BaseException]) -> bool:
+    seen: BaseException | None = error
+    for _ in range(10):
+        if seen is None:
+            return False
+        if isinstance(seen, kind):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+class AsyncRequest(Request):
+    """A `Request` sent with ``httpx``: the same options, awaited (``client`` an `AsyncClient`)."""
+
+    blocking: ClassVar[bool] = False
+
+    def __init__(self, method: str, url: str, *, client: Client | None = None, **options: Any) -> None:
+        client = AsyncClient() if client is None else client
+        if not isinstance(client, AsyncClient):
+            msg = f"AsyncRequest {method} {url}: the client must be an AsyncClient, got {client!r}"
+            raise ConfigurationError(msg)
+        super().__init__(method, url, client=client, **options)
+        self.async_client = client
+
+    async def __call__(self, context: dict[str, Any]) -> dict[str, Any]:  # type: ignore[override]
+        """Send the request built from ``context``; return the captured values."""
+        out = self.build(context)
+        response = await self.async_client.asend(out, auth=self.auth, limits=self.limits)
+        try:
+            return self.interpret(response, out)
+        finally:
+            await response.aclose()
+
+    def _replace(self, **changes: Any) -> AsyncRequest:
+        config = {**self._config, **changes}
+        return AsyncRequest(config.pop("method"), config.pop("url"), **config)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        config = dict(self._config)
+        return (_rebuild, (config.pop("method"), config.pop("url"), config))
+
+    def __repr__(self) -> str:
+        return f"<AsyncRequest {self.name}>"
+
+
+def _rebuild(method: str, url: str, config: dict[str, Any]) -> AsyncRequest:
+    return AsyncRequest(method, url, **config)
+
+
+class AsyncPoll(Poll):
+    """A `Poll` of an `AsyncRequest`: the same options, awaited; waits suspend the task."""
+
+    blocking: ClassVar[bool] = False
+
+    @staticmethod
+    def _check_request(request: object) -> None:
+        if not isinstance(request, AsyncRequest):
+            hint = " (use Poll for a Request)" if isinstance(request, Request) else ""
+            msg = f"AsyncPoll polls an AsyncRequest, got {request!r}{hint}"
+            raise ConfigurationError(msg)
+
+    async def __call__(self, context: dict[str, Any]) -> dict[str, Any]:  # type: ignore[override]
+        """Poll with the request built from ``context``; return its captures from the final response."""
+        out = self.request.build(context)
+        request = self.request
+        assert isinstance(request, AsyncRequest)  # noqa: S101 - checked when built
+        send, auth, limits = request.async_client.asend, request.auth, request.limits
+        started = self.clock.now()
+        attempt = 0
+        last = None
+        while True:
+            attempt += 1
+            response: Any = None
+            last_error = None
+            try:
+                response = await send(out, auth=auth, limits=limits)
+                verdict = self._judge(response)
+            except Exception as error:
+                if response is not None:
+                    await response.aclose()
+                if not self._ignored(error):
+                    raise
+                verdict, response, last_error = _Verdict.WAIT, None, self._describe(error, out)
+            if verdict is _Verdict.DONE:
+                try:
+                    return self._final.interpret(response, out)
+                finally:
+                    await response.aclose()
+            if response is not None:
+                await response.aclose()  # its content stays readable for the error messages
+                last = response
+            if verdict is _Verdict.ALARM:
+                raise self._alarm(response, out, attempt)
+            delay = self._next_delay(attempt, last, started, out, last_error)
+            if delay > 0:
+                await self.clock.asleep(delay)
+
+    def __repr__(self) -> str:
+        return f"<AsyncPoll {self.request.name} until {self.until!r}>"

@@ -1,0 +1,430 @@
+"""The HTTP client: one pooled, thread-safe `requests.Session` and the defaults of its requests.
+
+A `Client` holds what every request to one API shares: the base URL, default headers,
+authentication, timeouts, TLS verification (on by default), transport retries,
+limits and status overrides.  Its session is created on first use, under a lock, and is
+a *resource*: `setup` creates it afresh and `teardown` closes it, so a driver that
+restarts after a `Fatal` gets new connections.  A client pickles without its session,
+so flows using it can be sent to process pools.
+
+This is the one place where `requests` is called (`Client.send`); building a request
+from the context and interpreting the response live in `service_flow.http.request` and
+do not depend on the transport.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from typing import TYPE_CHECKING, Any, Union
+
+import requests
+import requests.adapters
+import structlog
+from urllib3.exceptions import ConnectTimeoutError, MaxRetryError, NewConnectionError
+from urllib3.util import Retry as Urllib3Retry
+
+from service_flow import _log
+from service_flow.clock import SYSTEM_CLOCK, Clock
+from service_flow.exceptions import ConfigurationError
+from service_flow.http import _redact
+from service_flow.http.errors import RetriesExhausted, RetryableHTTPError, TransportError
+from service_flow.http.status import IDEMPOTENT_METHODS, MAX_RETRY_AFTER, StatusActions, StatusMap, parse_retry_after
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping, Sequence
+
+    from typing_extensions import Self
+    from urllib3.response import BaseHTTPResponse
+
+    from service_flow.http.auth import Auth
+    from service_flow.http.request import Outgoing, Request
+
+__all__ = ["DEFAULT_TIMEOUT", "RETRY_STATUSES", "Client", "Limit", "Timeout", "TransportRetry"]
+
+Timeout = Union[float, tuple[float, float]]
+"""Seconds: one number for both, or ``(connect, read)``."""
+
+Limit = contextlib.AbstractContextManager[Any]
+"""Anything used as ``with limit:`` around each request (`RateLimit`, `ConcurrencyLimit`)."""
+
+DEFAULT_TIMEOUT: tuple[float, float] = (3.05, 30.0)
+"""Connect and read timeouts, in seconds, when none is given: a request never waits forever."""
+
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+"""The statuses the client's transport retries (``retries=n``) send again."""
+
+
+class TransportRetry(Urllib3Retry):
+    """urllib3's `Retry`, waiting on our `Clock` and reading ``Retry-After`` as we do.
+
+    ``Retry-After`` is capped at ``max_retry_after`` and measured against the response's
+    ``Date``; an unreadable or negative value falls back to the backoff.  Build one
+    with `TransportRetry.of` or pass ``retries=n`` to `Client`.
+    """
+
+    clock: Clock = SYSTEM_CLOCK
+    max_retry_after: float = MAX_RETRY_AFTER
+
+    @classmethod
+    def of(
+        cls,
+        attempts: int,
+        *,
+        backoff: float = 0.5,
+        clock: Clock = SYSTEM_CLOCK,
+        max_retry_after: float = MAX_RETRY_AFTER,
+    ) -> TransportRetry:
+        """Up to ``attempts`` retries of idempotent requests on connection errors and `RETRY_STATUSES`."""
+        retry = cls(
+            total=attempts,
+            backoff_factor=backoff,
+            status_forcelist=RETRY_STATUSES,
+            allowed_methods=IDEMPOTENT_METHODS,
+            raise_on_status=False,  # the last response goes through our status mapping
+            respect_retry_after_header=True,
+        )
+        retry.clock = clock
+        retry.max_retry_after = max_retry_after
+        return retry
+
+    def new(self, **kw: Any) -> Self:
+        """A copy with ``kw`` changed, keeping the clock and the cap (urllib3 copies on each retry)."""
+        retry = super().new(**kw)
+        retry.clock = self.clock
+        retry.max_retry_after = self.max_retry_after
+        return retry
+
+    def get_retry_after(self, response: BaseHTTPResponse) -> float | None:
+        """The response's ``Retry-After`` in seconds (capped), ``None`` when absent or unreadable."""
+        headers = response.headers
+        return parse_retry_after(headers.get("Retry-After"), date=headers.get("Date"), cap=self.max_retry_after)
+
+    def parse_retry_after(self, retry_after: str) -> float:
+        """``Retry-After`` in seconds; ``0`` (use the backoff) when unreadable."""
+        return parse_retry_after(retry_after, cap=self.max_retry_after) or 0.0
+
+    def sleep_for_retry(self, response: BaseHTTPResponse) -> bool:
+        """Wait for ``Retry-After`` on our clock; ``False`` when there is none."""
+        delay = self.get_retry_after(response)
+        if delay:
+            self.clock.sleep(delay)
+            return True
+        return False
+
+    def _sleep_backoff(self) -> None:
+        backoff = self.get_backoff_time()
+        if backoff > 0:
+            self.clock.sleep(backoff)
+
+
+class Client:
+    """Shared settings and one pooled session for the requests to one API.
+
+    ::
+
+        api = Client("https://api.example.com", auth=BearerAuth(get_token), retries=2)
+        flow = api.get("/users/{user_id}").capture("user", "$.data") >> api.post(
+            "/audit", json=lambda ctx: {"user": ctx["user"]["id"]}
+        )
+
+    ``base_url``
+        prefixed to relative request URLs;
+    ``headers``
+        sent with every request (a request's own headers win);
+    ``auth``
+        a `BasicAuth`, `BearerAuth` or any `Auth`;
+    ``timeout``
+        seconds, or ``(connect, read)``; `DEFAULT_TIMEOUT` when not given;
+    ``verify``
+        TLS verification: ``True`` (default), ``False``, or a CA bundle path;
+    ``retries``
+        transport retries inside one call: a number (see `TransportRetry.of`) or a
+        urllib3 ``Retry``; ``0`` (default) leaves retrying to the driver;
+    ``limits``
+        rate or concurrency limits entered around every request of this client;
+    ``on_status``
+        status overrides for every request (see `service_flow.http.status`);
+    ``max_retry_after``
+        the cap on a server's ``Retry-After``, in seconds;
+    ``pool_size``
+        connections kept per host (size it to the threads sharing the client);
+    ``clock``
+        what transport retries sleep on (a `FakeClock` in tests).
+    """
+
+    def __init__(  # noqa: PLR0913 - the settings of a client, all keyword-only
+        self,
+        base_url: str | None = None,
+        *,
+        headers: Mapping[str, str] | None = None,
+        auth: Auth | None = None,
+        timeout: Timeout | None = None,
+        verify: bool | str = True,
+        retries: int | Urllib3Retry = 0,
+        limits: Iterable[Limit] = (),
+        on_status: StatusActions | None = None,
+        max_retry_after: float = MAX_RETRY_AFTER,
+        pool_size: int = 32,
+        clock: Clock = SYSTEM_CLOCK,
+    ) -> None:
+        self.base_url = base_url.rstrip("/") if base_url else None
+        self.headers: dict[str, str] = dict(headers or {})
+        self.auth = auth
+        self.timeout = check_timeout(DEFAULT_TIMEOUT if timeout is None else timeout, "Client")
+        self.verify = verify
+        self.limits: tuple[Limit, ...] = tuple(limits)
+        self.status_map = StatusMap(on_status)
+        if max_retry_after < 0:
+            msg = f"Client(max_retry_after=) must be zero or more seconds, got {max_retry_after!r}"
+            raise ConfigurationError(msg)
+        self.max_retry_after = float(max_retry_after)
+        if pool_size < 1:
+            msg = f"Client(pool_size=) must be at least 1, got {pool_size!r}"
+            raise ConfigurationError(msg)
+        self.pool_size = pool_size
+        self.clock = clock
+        if isinstance(retries, bool) or not isinstance(retries, (int, Urllib3Retry)) or retries is None:
+            msg = f"Client(retries=) takes a number of retries or a urllib3 Retry, got {retries!r}"
+            raise ConfigurationError(msg)
+        if isinstance(retries, int):
+            if retries < 0:
+                msg = f"Client(retries=) must be zero or more, got {retries!r}"
+                raise ConfigurationError(msg)
+            retries = TransportRetry.of(retries, clock=clock, max_retry_after=max_retry_after) if retries else 0
+        self.retries: int | Urllib3Retry = retries
+        self._lock = threading.Lock()
+        self._session: requests.Session | None = None
+
+    # -- the session, a resource ------------------------------------------------------
+
+    @property
+    def session(self) -> requests.Session:
+        """The pooled session, created on first use (thread-safe)."""
+        session = self._session
+        if session is None:
+            with self._lock:
+                session = self._session
+                if session is None:
+                    session = self._session = self._new_session()
+        return session
+
+    def _new_session(self) -> requests.Session:
+        session = requests.Session()
+        session.verify = self.verify
+        adapter = requests.adapters.HTTPAdapter(
+            pool_connections=4, pool_maxsize=self.pool_size, max_retries=self.retries
+        )
+        session.mount("http://", adapter)
+        session.mount("https://", adapter)
+        return session
+
+    def setup(self) -> None:
+        """Open a fresh session, closing the one in use (a restart after `Fatal` calls this)."""
+        with self._lock:
+            old, self._session = self._session, self._new_session()
+        if old is not None:
+            old.close()
+
+    def teardown(self) -> None:
+        """Close the session and its pooled connections; the next request opens a new one."""
+        with self._lock:
+            old, self._session = self._session, None
+        if old is not None:
+            old.close()
+
+    close = teardown
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.teardown()
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Sessions and locks do not cross processes; the receiver opens its own.
+        state = dict(self.__dict__)
+        state["_lock"] = None
+        state["_session"] = None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"Client({self.base_url!r})" if self.base_url else "Client()"
+
+    # -- building requests ------------------------------------------------------------
+
+    def request(self, method: str, url: str, **options: Any) -> Request:
+        """A `Request` service sent through this client (options as for `Request`)."""
+        from service_flow.http.request import Request  # request.py imports this module
+
+        return Request(method, url, client=self, **options)
+
+    def get(self, url: str, **options: Any) -> Request:
+        """A GET `Request` through this client."""
+        return self.request("GET", url, **options)
+
+    def post(self, url: str, **options: Any) -> Request:
+        """A POST `Request` through this client."""
+        return self.request("POST", url, **options)
+
+    def put(self, url: str, **options: Any) -> Request:
+        """A PUT `Request` through this client."""
+        return self.request("PUT", url, **options)
+
+    def patch(self, url: str, **options: Any) -> Request:
+        """A PATCH `Request` through this client."""
+        return self.request("PATCH", url, **options)
+
+    def delete(self, url: str, **options: Any) -> Request:
+        """A DELETE `Request` through this client."""
+        return self.request("DELETE", url, **options)
+
+    def head(self, url: str, **options: Any) -> Request:
+        """A HEAD `Request` through this client."""
+        return self.request("HEAD", url, **options)
+
+    # -- sending ----------------------------------------------------------------------
+
+    def send(self, out: Outgoing, *, auth: Auth | None = None, limits: Sequence[Limit] = ()) -> requests.Response:
+        """Send ``out`` and return the response (the one `requests` call of the package).
+
+        ``limits`` are entered around each attempt.  With ``auth``, a 401 lets it
+        refresh its credential and the request is sent once more; the discarded
+        response is closed.  Transport failures become `RetryableHTTPError` when
+        sending again is safe, else `TransportError`.  One log event per request sent.
+        """
+        session = self._session or self.session
+        attempt = 0
+        while True:
+            attempt += 1
+            headers = out.headers if auth is None else {**out.headers, **auth.headers()}
+            started = time.perf_counter()
+            try:
+                if limits:
+                    with contextlib.ExitStack() as stack:
+                        for limit in limits:
+                            stack.enter_context(limit)
+                        response = self._call(session, out, headers)
+                else:
+                    response = self._call(session, out, headers)
+            except requests.RequestException as error:
+                elapsed = time.perf_counter() - started
+                raise self._transport_error(out, error, elapsed, attempt, auth) from None
+            elapsed = time.perf_counter() - started
+            status = response.status_code
+            if status < 400:  # noqa: PLR2004
+                log = debug_logger()
+                if log is not None:
+                    log_request(log.debug, out, status, elapsed, attempt, response)
+            else:
+                log_request(_log.logger().warning, out, status, elapsed, attempt, response)
+            if status == 401 and auth is not None and attempt == 1 and auth.refresh(headers):  # noqa: PLR2004
+                response.close()
+                continue
+            return response
+
+    @staticmethod
+    def _call(session: requests.Session, out: Outgoing, headers: Mapping[str, str]) -> requests.Response:
+        return session.request(
+            out.method,
+            out.url,
+            headers=headers or None,  # None skips requests' header merging, a measurable cost
+            json=out.json,
+            data=out.data,
+            timeout=out.timeout,
+            allow_redirects=out.allow_redirects,
+        )
+
+    def _transport_error(
+        self, out: Outgoing, error: requests.RequestException, elapsed: float, attempt: int, auth: Auth | None
+    ) -> Exception:
+        secrets = out.secrets(auth)
+        url = _redact.url(out.url)
+        reason = _redact.scrub(f"{type(error).__name__}: {error}", secrets)
+        reason = _redact.scrub(reason.replace(out.url, url), secrets)[:300]
+        log_request(_log.logger().warning, out, None, elapsed, attempt, None, error=type(error).__name__)
+        where: dict[str, Any] = {"method": out.method, "url": url}
+        if isinstance(error, requests.exceptions.RetryError):
+            return RetriesExhausted(f"{out.method} {url}: transport retries ran out ({reason})", **where)
+        never_sent = isinstance(error, requests.ConnectTimeout) or _never_connected(error)
+        transient = isinstance(
+            error, (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)
+        ) and not isinstance(error, requests.exceptions.SSLError)  # a certificate does not fix itself
+        if transient and (never_sent or out.idempotent):
+            return RetryableHTTPError(f"{out.method} {url}: {reason}", **where)
+        if transient:
+            reason += f" (not retried: the server may have processed this {out.method})"
+        # Otherwise a bad URL, header or body: sending it again changes nothing.
+        return TransportError(f"{out.method} {url}: {reason}", **where)
+
+
+def _never_connected(error: requests.RequestException) -> bool:
+    """Whether the connection was never made, so the server cannot have seen the request."""
+    cause = error.args[0] if error.args else None
+    if isinstance(cause, MaxRetryError):
+        cause = cause.reason
+    return isinstance(cause, (NewConnectionError, ConnectTimeoutError))
+
+
+def check_timeout(timeout: Any, owner: str) -> float | tuple[float, float]:
+    """``timeout`` validated: positive seconds, or a pair of them; never ``None``."""
+    values = timeout if isinstance(timeout, tuple) else (timeout,)
+    if (
+        len(values) not in (1, 2)
+        or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+        or not all(v > 0 for v in values)
+    ):
+        msg = f"{owner}(timeout=) takes positive seconds or a (connect, read) pair of them, got {timeout!r}"
+        raise ConfigurationError(msg)
+    return (float(values[0]), float(values[1])) if len(values) == 2 else float(values[0])  # noqa: PLR2004
+
+
+def debug_logger() -> Any | None:
+    """The library logger when it would emit a debug event, else ``None`` (cheap)."""
+    if _log.debug_fixed is False:
+        return None
+    log = _log.cached
+    if log is None:
+        log = _log.logger()
+    try:
+        enabled = log.is_enabled_for(logging.DEBUG)
+    except AttributeError:
+        enabled = _log.debug_enabled(log)
+    # Unconfigured, structlog prints every event: no debug lines nobody asked for.
+    if not enabled or not structlog.is_configured():
+        return None
+    return log
+
+
+def log_request(
+    emit: Any,
+    out: Outgoing,
+    status: int | None,
+    elapsed: float,
+    attempt: int,
+    response: Any,
+    error: str | None = None,
+) -> None:
+    """The one ``http.request`` event of a request sent: method, masked URL, status, duration, attempt."""
+    fields: dict[str, Any] = {
+        "method": out.method,
+        "url": _redact.url(out.url),
+        "status": status,
+        "duration_ms": round(elapsed * 1000, 3),
+        "attempt": attempt,
+    }
+    if out.service:
+        fields["service"] = out.service
+    raw = getattr(response, "raw", None)
+    history = getattr(getattr(raw, "retries", None), "history", None)
+    if history:
+        fields["transport_retries"] = len(history)
+    if error is not None:
+        fields["error"] = error
+    emit("http.request", **fields)

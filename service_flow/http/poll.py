@@ -1,0 +1,309 @@
+"""Polling: send a request again and again until the response says the work is done.
+
+::
+
+    job_done = Poll(
+        api.get("/jobs/{job_id}").capture("job", "$"),
+        until=Status(200) & (JsonPath("$.status") == "SUCCESS"),
+        alarm=JsonPath("$.status") == "FAILED",
+        ignore=[RetryableHTTPError],        # a refused connection or a timeout: poll on
+        interval=0.5, backoff=2, max_interval=10,
+        timeout=120,
+    )
+    flow = api.post("/jobs", json=...).capture("job_id", "$.id") >> job_done
+
+Each poll sends the `Request` through its client (auth, limits and logging included)
+and looks at the response with the conditions (`service_flow.http.conditions`):
+
+* when ``alarm`` holds, `Alarm` is raised, carrying the condition and the response;
+* when ``until`` holds, the response goes through the request's checks and captures
+  (its status mapping is skipped: ``until`` already said this response is the answer),
+  and the captures are merged into the context, as a request's would be;
+* otherwise the response is closed and, after the interval, the next poll goes.
+
+While polling, statuses mean nothing by themselves: a 404 or a 503 is just "not yet"
+unless a condition says otherwise (``alarm=Status(400, 401, 403)``).  A ``Retry-After``
+on any response (a ``202`` often sends one) lengthens the next interval.  Exceptions of
+the types in ``ignore`` (raised while sending or by a condition) count as a poll that
+said "not yet"; `Alarm` is never ignored.  After ``max_attempts`` polls or ``timeout``
+seconds, whichever comes first, `PollTimeout` is raised: a poll never returns a response
+that did not satisfy ``until``.
+
+The errors, under `service_flow.http.HTTPError`::
+
+    HTTPError
+    ├── Alarm            an alarm condition held: ``condition``, ``attempts``, ``response``
+    └── PollTimeout      polling gave up: ``attempts``, ``elapsed``, ``last_error``, ``response``
+"""
+
+from __future__ import annotations
+
+import random
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from service_flow import _log
+from service_flow.clock import SYSTEM_CLOCK, Clock
+from service_flow.exceptions import ConfigurationError
+from service_flow.http import _redact
+from service_flow.http.client import debug_logger
+from service_flow.http.conditions import Condition, ConditionSpec, Observed, as_condition
+from service_flow.http.errors import Alarm, HTTPError, PollTimeout
+from service_flow.http.request import Request, response_info
+from service_flow.http.status import parse_retry_after
+from service_flow.policy import RetryPolicy
+from service_flow.service import Service
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from service_flow.http.request import Outgoing
+
+__all__ = ["Alarm", "Poll", "PollTimeout"]
+
+# Every status "ok": the response `until` accepted is not judged again by its status.
+_ANY_STATUS_OK = {f"{digit}xx": "ok" for digit in range(10)}
+_RANDOM = random.Random()  # noqa: S311 - jitter, not cryptography
+
+
+class _Verdict:
+    """What one poll said."""
+
+    WAIT = "wait"
+    DONE = "done"
+    ALARM = "alarm"
+
+
+class Poll(Service):
+    """A service that sends ``request`` until ``until`` holds (see the module docs).
+
+    ``until``
+        the success condition: a `Condition`, a callable, httsleep's dict form or a
+        list of them (any);
+    ``alarm``
+        conditions that end polling with `Alarm` (a list: any of them);
+    ``ignore``
+        exception types that count as "not yet" (matched against the error raised and
+        the `requests`/`httpx` error it was made from: ``requests.ConnectionError``
+        works too);
+    ``max_attempts``, ``timeout``
+        when to give up: polls made, seconds since the first poll; at least one of
+        them.  A request in flight may overrun ``timeout`` by its own timeout;
+    ``interval``, ``backoff``, ``max_interval``, ``jitter``
+        the wait before poll ``n + 1`` is ``min(max_interval, interval * backoff **
+        (n - 1))`` less a random fraction up to ``jitter`` (`RetryPolicy`'s rule);
+        ``0`` polls without sleeping;
+    ``clock``
+        what it sleeps on and reads the time from (a `FakeClock` in tests);
+    ``name``
+        the step's name (default ``"poll GET /jobs/{job_id}"``).
+    """
+
+    blocking: ClassVar[bool] = True
+    name: ClassVar[str | None] = None
+
+    def __init__(  # noqa: PLR0913 - the options of a poll, all keyword-only, each checked
+        self,
+        request: Request,
+        *,
+        until: ConditionSpec,
+        alarm: ConditionSpec | None = None,
+        ignore: Iterable[type[BaseException]] | type[BaseException] = (),
+        max_attempts: int | None = None,
+        timeout: float | None = None,
+        interval: float = 1.0,
+        backoff: float = 1.0,
+        max_interval: float | None = None,
+        jitter: float = 0.0,
+        clock: Clock = SYSTEM_CLOCK,
+        name: str | None = None,
+    ) -> None:
+        self._check_request(request)
+        label = name or f"poll {request.name}"
+        owner = f"Poll {label!r}"
+        self.name = label  # type: ignore[misc]  # instance attributes shadow Service's on purpose
+        self.request = request
+        self.resources = (request.client,)
+        self.provides = request.provides  # type: ignore[misc]
+        self.requires = request.requires
+        """The context keys the request's URL placeholders need."""
+        self.until = _condition(until, "until", owner)
+        self.alarm: Condition | None = None if alarm is None else _condition(alarm, "alarm", owner)
+        self.ignore = _exception_types(ignore, owner)
+        if max_attempts is None and timeout is None:
+            msg = f"{owner}: give max_attempts or timeout (or both), so that polling ends"
+            raise ConfigurationError(msg)
+        if max_attempts is not None and (
+            isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or max_attempts < 1
+        ):
+            msg = f"{owner}: max_attempts must be a whole number of at least 1, got {max_attempts!r}"
+            raise ConfigurationError(msg)
+        if timeout is not None and (not isinstance(timeout, (int, float)) or not timeout > 0):
+            msg = f"{owner}: timeout must be a positive number of seconds, got {timeout!r}"
+            raise ConfigurationError(msg)
+        self.max_attempts = max_attempts
+        self.timeout = None if timeout is None else float(timeout)
+        try:
+            self.intervals = RetryPolicy(
+                initial=interval,
+                multiplier=backoff,
+                max_delay=float("inf") if max_interval is None else max_interval,
+                jitter=jitter,
+            )
+        except ConfigurationError as error:
+            # Name the poll's options, not RetryPolicy's.
+            text = str(error).replace("RetryPolicy: ", "")
+            for ours, theirs in (("interval", "initial"), ("backoff", "multiplier"), ("max_interval", "max_delay")):
+                text = text.replace(f"{theirs} must", f"{ours} must")
+            msg = f"{owner}: {text}"
+            raise ConfigurationError(msg) from None
+        self.clock = clock
+        # The final response is judged by checks and captures only (see the module docs).
+        self._final = request.with_options(on_status=_ANY_STATUS_OK)
+
+    @staticmethod
+    def _check_request(request: object) -> None:
+        from service_flow.http.aio import AsyncRequest  # aio imports this module
+
+        if not isinstance(request, Request) or isinstance(request, AsyncRequest):
+            hint = " (use AsyncPoll for an AsyncRequest)" if isinstance(request, AsyncRequest) else ""
+            msg = f"Poll polls a Request, got {request!r}{hint}"
+            raise ConfigurationError(msg)
+
+    # -- the parts shared by the sync and async loops -----------------------------------
+
+    def _judge(self, response: Any) -> str:
+        seen = Observed(response)
+        # An alarm wins over success: a response saying both is not one to trust.
+        if self.alarm is not None and self.alarm.holds(seen):
+            return _Verdict.ALARM
+        return _Verdict.DONE if self.until.holds(seen) else _Verdict.WAIT
+
+    def _ignored(self, error: BaseException) -> bool:
+        if isinstance(error, self.ignore):
+            return True
+        # Our HTTP errors are raised while handling the transport's own error.
+        return isinstance(error, HTTPError) and isinstance(error.__context__, self.ignore)
+
+    def _next_delay(self, attempt: int, response: Any, started: float, out: Outgoing, last_error: str | None) -> float:
+        """The wait before the next poll; raises `PollTimeout` when there is none."""
+        elapsed = self.clock.now() - started
+        if self.max_attempts is not None and attempt >= self.max_attempts:
+            msg = f"no success after {attempt} polls"
+            raise self._gave_up(msg, attempt, elapsed, response, out, last_error)
+        delay = self.intervals.delay(attempt, rng=_RANDOM)
+        if response is not None:
+            asked = parse_retry_after(
+                response.headers.get("Retry-After"),
+                date=response.headers.get("Date"),
+                cap=self.request.client.max_retry_after,
+            )
+            if asked is not None and asked > delay:
+                delay = asked
+        if self.timeout is not None and elapsed + delay > self.timeout:
+            # The next poll would start after the deadline: give up now, not after a sleep.
+            why = f"no success within {self.timeout:g} s ({attempt} polls)"
+            raise self._gave_up(why, attempt, elapsed, response, out, last_error)
+        return delay
+
+    def _alarm(self, response: Any, out: Outgoing, attempt: int) -> Alarm:
+        info = response_info(response, out.secrets(self.request.auth))
+        condition = repr(self.alarm)
+        url = _redact.url(out.url)
+        excerpt = f"; body: {info.excerpt}" if info.excerpt else ""
+        message = f"{out.method} {url} -> {info.status_code}: alarm {condition} held on poll {attempt}{excerpt}"
+        _log.logger().warning("poll.alarm", service=self.name, condition=condition, attempts=attempt)
+        return Alarm(message, method=out.method, url=url, response=info, condition=condition, attempts=attempt)
+
+    def _gave_up(
+        self, why: str, attempt: int, elapsed: float, response: Any, out: Outgoing, last_error: str | None
+    ) -> PollTimeout:
+        secrets = out.secrets(self.request.auth)
+        info = None if response is None else response_info(response, secrets)
+        url = _redact.url(out.url)
+        last = f"last status {info.status_code}" if info is not None else "no response"
+        if last_error is not None:
+            last += f", last error {last_error}"
+        message = f"{out.method} {url}: {why}, waiting for {self.until!r} ({last})"
+        _log.logger().warning("poll.gave_up", service=self.name, attempts=attempt, elapsed=round(elapsed, 3))
+        return PollTimeout(
+            message,
+            method=out.method,
+            url=url,
+            response=info,
+            attempts=attempt,
+            elapsed=elapsed,
+            last_error=last_error,
+        )
+
+    def _describe(self, error: BaseException, out: Outgoing) -> str:
+        text = _redact.scrub(f"{type(error).__name__}: {error}", out.secrets(self.request.auth))
+        return text[:200]
+
+    # -- the sync loop ----------------------------------------------------------------
+
+    def __call__(self, context: dict[str, Any]) -> dict[str, Any]:
+        """Poll with the request built from ``context``; return its captures from the final response."""
+        out = self.request.build(context)
+        request = self.request
+        send, auth, limits = request.client.send, request.auth, request.limits
+        started = self.clock.now()
+        attempt = 0
+        last = None
+        while True:
+            attempt += 1
+            response: Any = None
+            last_error = None
+            try:
+                response = send(out, auth=auth, limits=limits)
+                verdict = self._judge(response)
+            except Exception as error:
+                if response is not None:
+                    response.close()
+                if not self._ignored(error):
+                    raise
+                verdict, response, last_error = _Verdict.WAIT, None, self._describe(error, out)
+            if verdict is _Verdict.DONE:
+                return self._finish(response, out, attempt)
+            if verdict is _Verdict.ALARM:
+                response.close()
+                raise self._alarm(response, out, attempt)
+            if response is not None:
+                response.close()  # its content stays readable for the error messages
+                last = response
+            delay = self._next_delay(attempt, last, started, out, last_error)
+            if delay > 0:
+                self.clock.sleep(delay)
+
+    def _finish(self, response: Any, out: Outgoing, attempt: int) -> dict[str, Any]:
+        try:
+            captured = self._final.interpret(response, out)
+        finally:
+            response.close()
+        log = debug_logger()
+        if log is not None:
+            log.debug("poll.succeeded", service=self.name, attempts=attempt)
+        return captured
+
+    def __repr__(self) -> str:
+        return f"<Poll {self.request.name} until {self.until!r}>"
+
+
+def _condition(spec: object, option: str, owner: str) -> Condition:
+    try:
+        return as_condition(spec)
+    except ConfigurationError as error:
+        msg = f"{owner}: {option}: {error}"
+        raise ConfigurationError(msg) from None
+
+
+def _exception_types(ignore: object, owner: str) -> tuple[type[Exception], ...]:
+    items = (ignore,) if isinstance(ignore, type) else ignore
+    if not isinstance(items, (list, tuple, set, frozenset)):
+        msg = f"{owner}: ignore takes exception classes, got {ignore!r}"
+        raise ConfigurationError(msg)
+    types = tuple(items)
+    for kind in types:
+        if not (isinstance(kind, type) and issubclass(kind, Exception)):
+            msg = f"{owner}: ignore takes exception classes (subclasses of Exception), got {kind!r}"
+            raise ConfigurationError(msg)
+    return types

@@ -1,0 +1,854 @@
+"""The request service: build a request from the context, send it, check and capture the response.
+
+::
+
+    api = Client("https://api.example.com")
+    get_user = api.get("/users/{user_id}").capture("user", "$.data").check(status=200)
+    flow = get_user >> api.post("/audit", json=lambda ctx: {"user": ctx["user"]["id"]})
+
+A `Request` is built once; everything that does not depend on the context (the URL
+template, static query strings and headers, compiled JSON paths, the status map) is
+computed then.  The fluent methods (`Request.capture`, `Request.check`...) return a
+*new* request, like ``>>`` returns a new flow.
+
+Three parts, so that another transport (an async one) can reuse the first and the last:
+
+* `Request.build` turns a context into an `Outgoing`, plain data;
+* `Client.send` sends it with `requests` (the only place that knows `requests`);
+* `Request.interpret` maps the status to an action, runs the checks and returns the
+  captures, from any response with ``status_code``, ``headers``, ``content`` and ``json()``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+import string
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Final, Union
+from urllib.parse import parse_qsl, quote, urlencode
+
+from service_flow.exceptions import ConfigurationError, MissingContextKey
+from service_flow.http import _jsonpath, _redact
+from service_flow.http.client import Client, Limit, Timeout, check_timeout
+from service_flow.http.errors import (
+    CaptureFailed,
+    CheckFailed,
+    FatalHTTPError,
+    HTTPStopped,
+    ResponseError,
+    ResponseInfo,
+    RetriesExhausted,
+    RetryableHTTPError,
+)
+from service_flow.http.status import IDEMPOTENT_METHODS, Action, StatusActions, parse_retry_after
+from service_flow.service import Service
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
+
+    from service_flow.http.auth import Auth
+    from service_flow.http.errors import HTTPError
+
+__all__ = ["Capture", "Outgoing", "Request"]
+
+
+class _Nothing:
+    __slots__ = ()
+
+    def __reduce__(self) -> str:
+        return "NOTHING"  # the one instance, also after pickling
+
+    def __repr__(self) -> str:
+        return "<nothing>"
+
+
+NOTHING: Final = _Nothing()
+"""Marks an option that was not given (``None`` can be a value)."""
+
+Context = dict[str, Any]
+ResponseCheck = Callable[[Any], Any]
+"""A function check: takes the response, returns whether it is acceptable."""
+
+
+class Outgoing:
+    """A request ready to send: plain data, no transport attached.
+
+    ``url`` includes the query string; ``json`` and ``data`` are ``None`` when there is
+    no such body; ``headers`` do not include authentication (the sender adds it).
+    """
+
+    __slots__ = ("allow_redirects", "data", "headers", "idempotent", "json", "method", "service", "timeout", "url")
+
+    def __init__(  # noqa: PLR0913 - one field each, set by Request.build
+        self,
+        method: str,
+        url: str,
+        headers: dict[str, str],
+        json: Any,
+        data: Any,
+        timeout: Timeout,
+        *,
+        allow_redirects: bool = True,
+        idempotent: bool = True,
+        service: str = "",
+    ) -> None:
+        self.method = method
+        self.url = url
+        self.headers = headers
+        self.json = json
+        self.data = data
+        self.timeout = timeout
+        self.allow_redirects = allow_redirects
+        self.idempotent = idempotent
+        self.service = service
+
+    def secrets(self, auth: Auth | None = None) -> list[str]:
+        """Every secret value this request carries (for masking them in messages)."""
+        found = [value for name, value in self.headers.items() if _redact.is_sensitive_header(name)]
+        if auth is not None:
+            found += list(auth.headers().values())
+            found += [v.split(" ", 1)[1] for v in auth.headers().values() if " " in v]
+        if "?" in self.url:
+            query = self.url.split("?", 1)[1].split("#", 1)[0]
+            found += [v for k, v in parse_qsl(query) if _redact.is_sensitive_field(k)]
+        found += _redact.secrets_in(self.json)
+        found += _redact.secrets_in(self.data)
+        return sorted(set(found), key=len, reverse=True)  # longest first: no partial masks
+
+    def __repr__(self) -> str:
+        return f"<Outgoing {self.method} {_redact.url(self.url)}>"
+
+
+# -- JSON paths -------------------------------------------------------------------------
+
+PathFinder = Callable[[Any], list[Any]]
+
+
+def compile_json_path(expression: str) -> PathFinder:
+    """A function giving every match of ``expression`` in a JSON document, as a list.
+
+    Plain paths (``$.data.items[0]['id']``) are walked directly, the rest goes to
+    jsonpath-ng; a malformed expression raises `ConfigurationError` now, not per call.
+    """
+    if not isinstance(expression, str) or not expression.startswith("$"):
+        msg = f"a JSON path starts with '$', got {expression!r}"
+        raise ConfigurationError(msg)
+    return _jsonpath.finder(expression)
+
+
+class _Body:
+    """The response body parsed as JSON once, on first need."""
+
+    __slots__ = ("error", "parsed", "response")
+
+    def __init__(self, response: Any) -> None:
+        self.response = response
+        self.parsed: Any = NOTHING
+        self.error: str | None = None
+
+    def json(self) -> Any:
+        if self.parsed is NOTHING and self.error is None:
+            try:
+                self.parsed = self.response.json()
+            except ValueError:
+                self.error = "the body is not JSON"
+        return self.parsed
+
+
+def same(got: Any, expected: Any) -> bool:
+    """JSON equality where ``True`` is not ``1`` and ``0`` is not ``False``."""
+    if isinstance(expected, bool) or isinstance(got, bool):
+        return type(got) is type(expected) and got == expected
+    if isinstance(expected, dict):
+        return (
+            isinstance(got, dict)
+            and got.keys() == expected.keys()
+            and all(same(got[key], value) for key, value in expected.items())
+        )
+    if isinstance(expected, (list, tuple)):
+        return (
+            isinstance(got, (list, tuple))
+            and len(got) == len(expected)
+            and all(same(g, e) for g, e in zip(got, expected))
+        )
+    return bool(got == expected)
+
+
+# -- captures ---------------------------------------------------------------------------
+
+
+class Capture:
+    """Where a captured value comes from: a JSON path, a header, or a function of the response.
+
+    ``Capture.json("$.data.id")`` gives the first match (``all=True``: a list of every
+    match); ``Capture.header("ETag")``; ``Capture.using(lambda response: ...)``.
+    Without a ``default``, finding nothing raises `CaptureFailed`.
+    """
+
+    __slots__ = ("default", "describe", "finder", "kind", "source", "take_all")
+
+    def __init__(self, kind: str, source: Any, *, take_all: bool = False, default: Any = NOTHING) -> None:
+        self.kind = kind
+        self.source = source
+        self.take_all = take_all
+        self.default = default
+        self.finder: PathFinder | None = compile_json_path(source) if kind == "json" else None
+        self.describe = {"json": f"JSON path {source!r}", "header": f"header {source!r}"}.get(
+            kind, f"function {getattr(source, '__name__', source)!r}"
+        )
+
+    @classmethod
+    def json(cls, path: str, *, all: bool = False, default: Any = NOTHING) -> Capture:  # noqa: A002 - reads well
+        """The first match of ``path`` in the JSON body (a list of all matches with ``all=True``)."""
+        return cls("json", path, take_all=all, default=default)
+
+    @classmethod
+    def header(cls, name: str, *, default: Any = NOTHING) -> Capture:
+        """The value of the response header ``name`` (case-insensitive)."""
+        return cls("header", name, default=default)
+
+    @classmethod
+    def using(cls, func: Callable[[Any], Any]) -> Capture:
+        """Whatever ``func(response)`` returns."""
+        if not callable(func):
+            msg = f"Capture.using() takes a function of the response, got {func!r}"  # type: ignore[unreachable]
+            raise ConfigurationError(msg)
+        return cls("function", func)
+
+    @classmethod
+    def of(cls, spec: Any, key: str) -> Capture:
+        """A `Capture`, a ``"$..."`` JSON path or a function of the response, as a `Capture`."""
+        if isinstance(spec, Capture):
+            return spec
+        if isinstance(spec, str):
+            return cls.json(spec)
+        if callable(spec):
+            return cls.using(spec)
+        msg = f"capture {key!r}: give a JSON path ('$.data'), a Capture or a function of the response, got {spec!r}"
+        raise ConfigurationError(msg)
+
+    def take(self, response: Any, body: _Body) -> Any:
+        """The captured value; `NOTHING` when nothing was found and there is no default."""
+        if self.kind == "json":
+            assert self.finder is not None  # noqa: S101 - set for every JSON capture
+            data = body.json()
+            matches = [] if data is NOTHING else self.finder(data)
+            if self.take_all:
+                return matches if data is not NOTHING else self.default
+            return matches[0] if matches else self.default
+        if self.kind == "header":
+            value = response.headers.get(self.source)
+            return self.default if value is None else value
+        return self.source(response)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # The compiled path is rebuilt where the capture arrives.
+        return (_capture, (self.kind, self.source, self.take_all, self.default))
+
+    def __repr__(self) -> str:
+        return f"Capture({self.describe})"
+
+
+def _capture(kind: str, source: Any, take_all: bool, default: Any) -> Capture:
+    return Capture(kind, source, take_all=take_all, default=default)
+
+
+# -- checks -----------------------------------------------------------------------------
+
+
+class _Check:
+    """One assertion on a response: ``problem`` says what was wrong, ``None`` when it holds."""
+
+    __slots__ = ("describe",)
+
+    describe: str
+
+    def problem(self, response: Any, body: _Body) -> str | None:
+        raise NotImplementedError
+
+
+class _StatusIs(_Check):
+    __slots__ = ("expected",)
+
+    def __init__(self, expected: Any) -> None:
+        values = (expected,) if isinstance(expected, int) else tuple(expected)
+        if not values or not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+            msg = f"check(status=) takes a status or a collection of them, got {expected!r}"
+            raise ConfigurationError(msg)
+        self.expected = frozenset(values)
+        shown = values[0] if len(values) == 1 else sorted(values)
+        self.describe = f"status == {shown}" if len(values) == 1 else f"status in {shown}"
+
+    def problem(self, response: Any, body: _Body) -> str | None:  # noqa: ARG002
+        status = response.status_code
+        return None if status in self.expected else f"got {status}"
+
+
+class _JsonIs(_Check):
+    __slots__ = ("expected",)
+
+    def __init__(self, expected: Any) -> None:
+        self.expected = expected
+        self.describe = "JSON body equals the expected value"
+
+    def problem(self, response: Any, body: _Body) -> str | None:  # noqa: ARG002
+        data = body.json()
+        if data is NOTHING:
+            return body.error
+        return None if same(data, self.expected) else "the body differs"
+
+
+class _PathIs(_Check):
+    __slots__ = ("expected", "finder", "path")
+
+    def __init__(self, path: str, expected: Any) -> None:
+        self.path = path
+        self.finder = compile_json_path(path)
+        self.expected = expected
+        self.describe = f"JSON path {path!r} == expected value"
+
+    def problem(self, response: Any, body: _Body) -> str | None:  # noqa: ARG002
+        data = body.json()
+        if data is NOTHING:
+            return body.error
+        matches = self.finder(data)
+        if not matches:
+            return f"{self.path!r} matched nothing"
+        if same(matches[0], self.expected):
+            return None
+        return f"{self.path!r} is a {type(matches[0]).__name__} of a different value"
+
+
+class _HeaderIs(_Check):
+    __slots__ = ("expected", "header")
+
+    def __init__(self, header: str, expected: str) -> None:
+        self.header = header
+        self.expected = expected
+        self.describe = f"header {header!r} == {expected!r}"
+
+    def problem(self, response: Any, body: _Body) -> str | None:  # noqa: ARG002
+        got = response.headers.get(self.header)
+        if got == self.expected:
+            return None
+        return "it is missing" if got is None else "it differs"
+
+
+class _Holds(_Check):
+    __slots__ = ("func",)
+
+    def __init__(self, func: ResponseCheck) -> None:
+        self.func = func
+        named = inspect.isfunction(func) or inspect.ismethod(func)
+        self.describe = f"{func.__name__}(response)" if named else repr(func)
+
+    def problem(self, response: Any, body: _Body) -> str | None:  # noqa: ARG002
+        return None if self.func(response) else "it returned a false value"
+
+
+CheckSpec = Union[Mapping[str, Any], ResponseCheck]
+"""A check: ``{"status": 200, "json": {...}, "jsonpath": {...}, "headers": {...}}`` or a function."""
+
+_CHECK_KINDS = ("status", "json", "jsonpath", "headers")
+
+
+def parse_checks(spec: CheckSpec | Sequence[CheckSpec] | None) -> tuple[_Check, ...]:
+    """Checks from a mapping of kinds, a function of the response, or a list of those."""
+    if spec is None:
+        return ()
+    if isinstance(spec, Mapping):
+        if any(k not in _CHECK_KINDS for k in spec) or isinstance(spec.get("jsonpath"), list):
+            # httsleep's dict form, as polling conditions take it ({"status_code": 200, ...}).
+            from service_flow.http.conditions import as_condition
+
+            return (_Holds(as_condition(spec)),)
+        checks: list[_Check] = []
+        # Presence, never truthiness, decides: {"json": {}} and {"status": 0} are checks too.
+        if "status" in spec:
+            checks.append(_StatusIs(spec["status"]))
+        if "json" in spec:
+            checks.append(_JsonIs(spec["json"]))
+        for path, expected in _mapping(spec.get("jsonpath"), "jsonpath").items():
+            checks.append(_PathIs(path, expected))
+        for name, expected in _mapping(spec.get("headers"), "headers").items():
+            checks.append(_HeaderIs(name, expected))
+        return tuple(checks)
+    if callable(spec):
+        return (_Holds(spec),)
+    if isinstance(spec, (list, tuple)):
+        return tuple(check for item in spec for check in parse_checks(item))
+    msg = f"check takes a mapping ({{'status': 200}}), a function of the response or a list of them, got {spec!r}"
+    raise ConfigurationError(msg)
+
+
+def _mapping(value: Any, what: str) -> Mapping[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        msg = f"check {what!r} takes a mapping, got {value!r}"
+        raise ConfigurationError(msg)
+    return value
+
+
+# -- the service ------------------------------------------------------------------------
+
+_FORMATTER = string.Formatter()
+_SUCCESS = range(200, 300)
+_SUCCESS_CLASS = 2
+_IDENTIFIER = re.compile(r"[A-Za-z_]\w*\Z")
+
+
+def _url_template(url: str, owner: str) -> tuple[tuple[str, str | None], ...]:
+    """``"/users/{id}/x"`` as ``(("/users/", "id"), ("/x", None))``."""
+    try:
+        parsed = list(_FORMATTER.parse(url))
+    except ValueError as error:
+        msg = f"{owner}: the URL {url!r} is not a valid template: {error}"
+        raise ConfigurationError(msg) from None
+    parts = []
+    for literal, field, _spec, _conversion in parsed:
+        if field is not None and not _IDENTIFIER.match(field):
+            msg = f"{owner}: URL placeholders name a context key, like {{user_id}}; got {{{field}}}"
+            raise ConfigurationError(msg)
+        parts.append((literal, field))
+    return tuple(parts)
+
+
+def _pairs(value: Any, what: str, owner: str) -> list[tuple[str, Any]]:
+    if isinstance(value, Mapping):
+        return list(value.items())
+    if isinstance(value, (list, tuple)) and all(isinstance(p, tuple) and len(p) == 2 for p in value):  # noqa: PLR2004
+        return list(value)
+    msg = f"{owner}: {what} takes a mapping, a list of (name, value) pairs or a function of the context, got {value!r}"
+    raise ConfigurationError(msg)
+
+
+def _add_query(url: str, query: str) -> str:
+    if not query:
+        return url
+    base, hash_mark, fragment = url.partition("#")
+    joined = f"{base}{'&' if '?' in base else '?'}{query}"
+    return f"{joined}{hash_mark}{fragment}"
+
+
+class Request(Service):
+    """An HTTP request as a service: it reads the context, sends, checks, and returns captures.
+
+    ::
+
+        Request("GET", "/users/{user_id}", client=api, capture={"user": "$.data"}, check={"status": 200})
+        Request.get("/users/{user_id}", client=api).capture("user", "$.data").check(status=200)
+
+    ``method``, ``url``
+        ``{name}`` placeholders are filled from the context (URL-quoted); a relative URL
+        is joined to ``base_url`` (the request's, else the client's);
+    ``params``, ``headers``
+        a mapping or pairs, or a function of the context returning one; a value in the
+        mapping may itself be a function of the context.  ``params`` add to a query
+        string already in the URL;
+    ``json``, ``data``
+        a JSON body or a form body (mapping, pairs, str or bytes), or a function of the
+        context returning one;
+    ``capture``
+        ``{key: spec}``: the values put in the context, from a JSON path (``"$.data"``),
+        a `Capture`, or a function of the response.  They are the service's ``provides``;
+    ``check``
+        ``{"status": 200, "json": ..., "jsonpath": {path: value}, "headers": {...}}``,
+        a function of the response, or a list of those: all must hold, else
+        `CheckFailed`;
+    ``on_status``
+        overrides of the client's status mapping (see `service_flow.http.status`);
+    ``idempotent``
+        whether a 5xx or a lost response may be retried; by default, true for every
+        method but POST and PATCH;
+    ``timeout``, ``auth``, ``allow_redirects``
+        override the client's; ``limits`` are entered after the client's;
+    ``client``
+        the `Client` sending it (default: a new one; requests built from each other
+        with the fluent methods share it);
+    ``name``
+        the step's name in logs and errors (default: ``"GET /users/{user_id}"``).
+    """
+
+    name: ClassVar[str | None] = None
+    blocking: ClassVar[bool] = True  # requests blocks: async flows run it in a thread
+
+    def __init__(  # noqa: PLR0913 - the options of a request, all keyword-only, each checked
+        self,
+        method: str,
+        url: str,
+        *,
+        client: Client | None = None,
+        base_url: str | None = None,
+        params: Any = None,
+        headers: Any = None,
+        json: Any = NOTHING,
+        data: Any = None,
+        capture: Mapping[str, Any] | None = None,
+        check: CheckSpec | Sequence[CheckSpec] | None = None,
+        on_status: StatusActions | None = None,
+        idempotent: bool | None = None,
+        timeout: Timeout | None = None,
+        auth: Auth | _Nothing | None = NOTHING,
+        limits: Iterable[Limit] = (),
+        allow_redirects: bool = True,
+        name: str | None = None,
+    ) -> None:
+        if not isinstance(method, str) or not method.isalpha():
+            msg = f"Request: the method must be a word like 'GET', got {method!r}"
+            raise ConfigurationError(msg)
+        if not isinstance(url, str):
+            msg = f"Request: the URL must be a string, got {url!r}"  # type: ignore[unreachable]
+            raise ConfigurationError(msg)
+        method = method.upper()
+        client = Client() if client is None else client
+        self._config: dict[str, Any] = {
+            "method": method,
+            "url": url,
+            "client": client,
+            "base_url": base_url,
+            "params": params,
+            "headers": headers,
+            "json": json,
+            "data": data,
+            "capture": dict(capture or {}),
+            "check": check,
+            "on_status": on_status,
+            "idempotent": idempotent,
+            "timeout": timeout,
+            "auth": auth,
+            "limits": tuple(limits),
+            "allow_redirects": allow_redirects,
+            "name": name,
+        }
+        label = name or f"{method} {url}"
+        owner = f"Request {label!r}"
+        # Instance attributes shadow Service's class-level declarations on purpose.
+        self.name = label  # type: ignore[misc]
+        self.method = method
+        self.url = url
+        self.client = client
+        self.resources = (client,)
+
+        self._compile_url(base_url, params, owner)
+        self._compile_headers(headers, owner)
+        self._compile_body(json, data, owner)
+
+        self._timeout = client.timeout if timeout is None else check_timeout(timeout, owner)
+        self.auth: Auth | None = client.auth if isinstance(auth, _Nothing) else auth
+        self.limits: tuple[Limit, ...] = client.limits + tuple(limits)
+        self._allow_redirects = allow_redirects
+        self._idempotent = method in IDEMPOTENT_METHODS if idempotent is None else bool(idempotent)
+        self._status_map = client.status_map.merged(on_status)
+        # A 2xx needs no lookup unless someone remapped a 2xx.
+        self._plain_2xx = _SUCCESS_CLASS not in self._status_map.by_class and not any(
+            s in _SUCCESS for s in self._status_map.by_status
+        )
+        self._checks = parse_checks(check)
+        self._captures = tuple((key, Capture.of(spec, key)) for key, spec in self._config["capture"].items())
+        for key, _ in self._captures:
+            if not isinstance(key, str) or not key:
+                msg = f"{owner}: capture keys are context keys (non-empty strings), got {key!r}"
+                raise ConfigurationError(msg)
+        self.provides = tuple(key for key, _ in self._captures)  # type: ignore[misc]
+
+    def _compile_url(self, base_url: str | None, params: Any, owner: str) -> None:
+        # The base joined once; static params encoded once.
+        base = base_url.rstrip("/") if base_url else self.client.base_url
+        url = self.url
+        full = url if "://" in url or not base else f"{base}/{url.lstrip('/')}"
+        self._static_query = ""
+        self._params: Callable[[Context], Any] | None = None
+        self._param_pairs: list[tuple[str, Any]] = []
+        if callable(params):
+            self._params = params
+        elif params is not None:
+            pairs = _pairs(params, "params", owner)
+            if any(callable(v) for _, v in pairs):
+                self._param_pairs = pairs
+            else:
+                self._static_query = urlencode(pairs, doseq=True)
+        self._template = _url_template(full, owner)
+        self._fixed_url: str | None = None
+        if all(field is None for _, field in self._template):
+            self._fixed_url = _add_query("".join(lit for lit, _ in self._template), self._static_query)
+        self.requires = tuple(dict.fromkeys(f for _, f in self._template if f is not None))
+        """The context keys the URL's placeholders need."""
+
+    def _compile_headers(self, headers: Any, owner: str) -> None:
+        # The client's headers and the static ones merged once.
+        self._headers_func: Callable[[Context], Any] | None = None
+        self._header_funcs: list[tuple[str, Callable[[Context], Any]]] = []
+        static_headers = dict(self.client.headers)
+        if callable(headers):
+            self._headers_func = headers
+        elif headers is not None:
+            for key, value in _pairs(headers, "headers", owner):
+                if callable(value):
+                    self._header_funcs.append((key, value))
+                else:
+                    static_headers[key] = str(value)
+        self._static_headers = static_headers
+
+    def _compile_body(self, json: Any, data: Any, owner: str) -> None:
+        if json is not NOTHING and data is not None:
+            msg = f"{owner}: give a JSON body or a form body (data), not both"
+            raise ConfigurationError(msg)
+        self._json = None if json is NOTHING else json
+        self._data = data
+        self._data_funcs = isinstance(data, Mapping) and any(callable(v) for v in data.values())
+
+    # -- fluent spelling: each returns a new Request ----------------------------------
+
+    def _replace(self, **changes: Any) -> Request:
+        config = {**self._config, **changes}
+        return Request(config.pop("method"), config.pop("url"), **config)
+
+    @classmethod
+    def get(cls, url: str, **options: Any) -> Request:
+        """A GET request (options as for the constructor)."""
+        return cls("GET", url, **options)
+
+    @classmethod
+    def post(cls, url: str, **options: Any) -> Request:
+        """A POST request."""
+        return cls("POST", url, **options)
+
+    @classmethod
+    def put(cls, url: str, **options: Any) -> Request:
+        """A PUT request."""
+        return cls("PUT", url, **options)
+
+    @classmethod
+    def patch(cls, url: str, **options: Any) -> Request:
+        """A PATCH request."""
+        return cls("PATCH", url, **options)
+
+    @classmethod
+    def delete(cls, url: str, **options: Any) -> Request:
+        """A DELETE request."""
+        return cls("DELETE", url, **options)
+
+    @classmethod
+    def head(cls, url: str, **options: Any) -> Request:
+        """A HEAD request."""
+        return cls("HEAD", url, **options)
+
+    def capture(
+        self,
+        key: str,
+        path: str | Callable[[Any], Any] | Capture | None = None,
+        *,
+        header: str | None = None,
+        all: bool = False,  # noqa: A002 - reads well: capture("ids", "$.items[*].id", all=True)
+        default: Any = NOTHING,
+    ) -> Request:
+        """Also put ``key`` in the context: from a JSON ``path``, a ``header``, or a function of the response."""
+        if (path is None) == (header is None):
+            msg = f"Request {self.name!r}: capture({key!r}) takes a JSON path or function, or header=, exactly one"
+            raise ConfigurationError(msg)
+        if header is not None:
+            spec: Capture = Capture.header(header, default=default)
+        elif isinstance(path, str):
+            spec = Capture.json(path, all=all, default=default)
+        else:
+            spec = Capture.of(path, key)
+        return self._replace(capture={**self._config["capture"], key: spec})
+
+    def check(
+        self,
+        *conditions: ResponseCheck,
+        status: Any = NOTHING,
+        json: Any = NOTHING,
+        jsonpath: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Request:
+        """Also require these of the response: functions of it, a ``status``, a ``json`` body, path values, headers."""
+        spec: dict[str, Any] = {}
+        if status is not NOTHING:
+            spec["status"] = status
+        if json is not NOTHING:
+            spec["json"] = json
+        if jsonpath is not None:
+            spec["jsonpath"] = jsonpath
+        if headers is not None:
+            spec["headers"] = headers
+        previous = self._config["check"]
+        specs: list[Any] = (
+            [] if previous is None else list(previous) if isinstance(previous, (list, tuple)) else [previous]
+        )
+        specs += [*conditions, spec] if spec else list(conditions)
+        return self._replace(check=specs)
+
+    def with_params(self, params: Any) -> Request:
+        """Send these query parameters (a mapping, pairs, or a function of the context)."""
+        return self._replace(params=params)
+
+    def with_headers(self, headers: Any) -> Request:
+        """Send these headers on top of the client's."""
+        return self._replace(headers=headers)
+
+    def with_json(self, body: Any) -> Request:
+        """Send this JSON body (or the one a function of the context returns)."""
+        return self._replace(json=body, data=None)
+
+    def with_form(self, data: Any) -> Request:
+        """Send this form body (or the one a function of the context returns)."""
+        return self._replace(data=data, json=NOTHING)
+
+    def with_options(self, **options: Any) -> Request:
+        """A copy with any constructor options changed: ``timeout``, ``on_status``, ``limits``, ``auth``..."""
+        return self._replace(**options)
+
+    # -- running ----------------------------------------------------------------------
+
+    def __call__(self, context: Context) -> dict[str, Any]:
+        """Send the request built from ``context``; return the captured values."""
+        out = self.build(context)
+        response = self.client.send(out, auth=self.auth, limits=self.limits)
+        try:
+            return self.interpret(response, out)
+        except BaseException:
+            response.close()  # an error keeps no connection from the pool
+            raise
+
+    def build(self, context: Context) -> Outgoing:
+        """The request to send for ``context``: URL, headers and body filled in."""
+        url = self._fixed_url
+        if url is None:
+            try:
+                url = "".join(
+                    literal if field is None else literal + quote(str(context[field]), safe="")
+                    for literal, field in self._template
+                )
+            except KeyError as error:
+                raise self._missing(str(error.args[0]), context, "its URL") from None
+            url = _add_query(url, self._static_query)
+        if self._params is not None or self._param_pairs:
+            url = _add_query(url, urlencode(self._dynamic_pairs(context), doseq=True))
+        headers = self._static_headers
+        if self._headers_func is not None or self._header_funcs:
+            headers = dict(headers)
+            if self._headers_func is not None:
+                headers.update(
+                    (k, str(v)) for k, v in _pairs(self._headers_func(context), "headers", f"Request {self.name!r}")
+                )
+            for key, func in self._header_funcs:
+                headers[key] = str(func(context))
+        body = self._json
+        if callable(body):
+            body = body(context)
+        data = self._data
+        if callable(data):
+            data = data(context)
+        elif self._data_funcs:
+            data = {k: v(context) if callable(v) else v for k, v in data.items()}
+        return Outgoing(
+            self.method,
+            url,
+            headers,
+            body,
+            data,
+            self._timeout,
+            allow_redirects=self._allow_redirects,
+            idempotent=self._idempotent,
+            service=self.name or "",
+        )
+
+    def _dynamic_pairs(self, context: Context) -> list[tuple[str, Any]]:
+        if self._params is not None:
+            return _pairs(self._params(context), "params", f"Request {self.name!r}")
+        return [(k, v(context) if callable(v) else v) for k, v in self._param_pairs]
+
+    def _missing(self, key: str, context: Context, where: str) -> MissingContextKey:
+        return MissingContextKey(
+            f"{self.name} needs context key {key!r} for {where}; the context has: {', '.join(map(repr, context))}",
+            key=key,
+            service=self.name,
+            available=context,
+        )
+
+    def interpret(self, response: Any, out: Outgoing | None = None) -> dict[str, Any]:
+        """What ``response`` means: an error for its status or a failed check, else the captures."""
+        status = response.status_code
+        if not (self._plain_2xx and status in _SUCCESS):
+            action = self._status_map.action(status, idempotent=self._idempotent)
+            if action is not Action.OK:
+                raise self._status_error(action, response, out)
+        body = _Body(response)
+        for check in self._checks:
+            problem = check.problem(response, body)
+            if problem is not None:
+                raise self._failure(
+                    CheckFailed, f"check {check.describe} failed: {problem}", response, out, check=check.describe
+                )
+        captured: dict[str, Any] = {}
+        for key, capture in self._captures:
+            value = capture.take(response, body)
+            if value is NOTHING:
+                why = body.error if body.error and capture.kind == "json" else "found nothing"
+                raise self._failure(
+                    CaptureFailed, f"capture {key!r} ({capture.describe}): {why}", response, out, key=key
+                )
+            captured[key] = value
+        return captured
+
+    def _status_error(self, action: Action, response: Any, out: Outgoing | None) -> Exception:
+        if action is Action.RETRY:
+            headers = response.headers
+            delay = parse_retry_after(
+                headers.get("Retry-After"), date=headers.get("Date"), cap=self.client.max_retry_after
+            )
+            raw = getattr(response, "raw", None)
+            history = getattr(getattr(raw, "retries", None), "history", None) or ()
+            if history:
+                return self._failure(
+                    RetriesExhausted,
+                    f"still {response.status_code} after {len(history)} transport retries",
+                    response,
+                    out,
+                    delay=delay,
+                    attempts=len(history) + 1,
+                )
+            return self._failure(RetryableHTTPError, "try again later", response, out, delay=delay)
+        kind = {Action.FAIL: ResponseError, Action.FATAL: FatalHTTPError, Action.STOP: HTTPStopped}[action]
+        return self._failure(kind, f"mapped to {action.value!r}", response, out)
+
+    def _failure(self, kind: type[HTTPError], what: str, response: Any, out: Outgoing | None, **data: Any) -> HTTPError:
+        secrets = out.secrets(self.auth) if out is not None else []
+        info = response_info(response, secrets)
+        method = out.method if out is not None else self.method
+        url = _redact.url(out.url if out is not None else self.url)
+        for secret in secrets:
+            url = url.replace(secret, _redact.MASK)
+        excerpt = f"; body: {info.excerpt}" if info.excerpt else ""
+        message = f"{method} {url} -> {info.status_code}: {what}{excerpt}"
+        return kind(message, method=method, url=url, response=info, **data)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Compiled paths and templates are rebuilt where the request arrives.
+        config = dict(self._config)
+        return (_rebuild, (config.pop("method"), config.pop("url"), config))
+
+    def __repr__(self) -> str:
+        return f"<Request {self.name}>"
+
+
+def _rebuild(method: str, url: str, config: dict[str, Any]) -> Request:
+    return Request(method, url, **config)
+
+
+def response_info(response: Any, secrets: Iterable[str] = ()) -> ResponseInfo:
+    """What an error keeps of ``response``: status, masked headers, a masked excerpt."""
+    try:
+        content = response.content
+    except Exception:  # noqa: BLE001 - a body that cannot be read must not hide the error
+        content = b""
+    elapsed = getattr(response, "elapsed", None)
+    return ResponseInfo(
+        status_code=response.status_code,
+        headers=_redact.headers(response.headers),
+        excerpt=_redact.excerpt(content if isinstance(content, bytes) else b"", secrets),
+        elapsed=None if elapsed is None else float(elapsed.total_seconds()),
+    )

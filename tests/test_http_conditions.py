@@ -1,0 +1,379 @@
+import itertools
+import json
+import pickle
+import re
+
+import httpx
+import pytest
+import requests
+
+from service_flow import ConfigurationError, FlowDefinitionError, FlowError
+from service_flow.http._jsonpath import compile_path, find
+from service_flow.http.conditions import (
+    AllOf,
+    AnyOf,
+    Callback,
+    Condition,
+    Header,
+    Json,
+    JsonPath,
+    Not,
+    Observed,
+    Status,
+    Text,
+    as_condition,
+)
+
+_paths = itertools.count()
+
+
+@pytest.fixture(params=["requests", "httpx"])
+def respond(request, httpserver):
+    """Build a real response of either library: requests through a local server, httpx directly."""
+
+    def make(status=200, body=b"", headers=None, json_body=None):
+        if json_body is not None:
+            body = json.dumps(json_body).encode()
+            headers = {"Content-Type": "application/json", **(headers or {})}
+        if request.param == "httpx":
+            return httpx.Response(status, content=body, headers=headers)
+        path = f"/r{next(_paths)}"
+        httpserver.expect_request(path).respond_with_data(body, status=status, headers=headers)
+        return requests.get(httpserver.url_for(path), timeout=5)
+
+    return make
+
+
+class CountingResponse:
+    """A response duck type that counts how often its body is parsed."""
+
+    def __init__(self, body, status_code=200):
+        self.status_code = status_code
+        self.headers = {}
+        self.text = body
+        self.parses = 0
+
+    def json(self):
+        self.parses += 1
+        return json.loads(self.text)
+
+
+# --- JSONPath --------------------------------------------------------------------------
+
+
+def test_compile_path_is_cached_and_find_returns_every_value():
+    assert compile_path("$.a[*].b") is compile_path("$.a[*].b")
+    assert find("$.a[*].b", {"a": [{"b": 1}, {"b": None}, {"c": 3}]}) == [1, None]
+    assert find("$.jobs[?(@.state == 'done')].id", {"jobs": [{"id": 1, "state": "done"}, {"id": 2}]}) == [1]
+
+
+@pytest.mark.parametrize("expression", ["$.data[", "", "   ", "$.$$", None, ["$.a"]])
+def test_a_malformed_expression_is_a_configuration_error_naming_it(expression):
+    with pytest.raises(ConfigurationError) as caught:
+        compile_path(expression)
+    assert repr(expression) in str(caught.value)
+
+
+def test_a_malformed_expression_fails_when_the_condition_is_built():
+    with pytest.raises(ConfigurationError, match=r"'\$\.status\['"):
+        JsonPath("$.status[")
+    with pytest.raises(ConfigurationError, match=r"'\$\.x\['"):
+        as_condition({"jsonpath": [{"expression": "$.x[", "value": 1}]})
+
+
+# --- each condition on real responses --------------------------------------------------
+
+
+def test_status(respond):
+    created = respond(201)
+    assert Status(200, 201)(created)
+    assert not Status(200)(created)
+
+
+def test_json_compares_the_whole_body(respond):
+    response = respond(json_body={"status": "SUCCESS", "n": 1})
+    assert Json({"n": 1, "status": "SUCCESS"})(response)
+    assert not Json({"status": "SUCCESS"})(response)
+
+
+def test_jsonpath_comparisons(respond):
+    response = respond(json_body={"status": "SUCCESS", "progress": 80, "jobs": [{"s": "done"}, {"s": "done"}]})
+    assert (JsonPath("$.status") == "SUCCESS")(response)
+    assert not (JsonPath("$.status") == "FAILED")(response)
+    assert (JsonPath("$.status") != "FAILED")(response)
+    assert (JsonPath("$.progress") >= 80)(response)
+    assert not (JsonPath("$.progress") > 80)(response)
+    assert (JsonPath("$.progress") < 100)(response)
+    assert (JsonPath("$.progress") <= 80)(response)
+    assert JsonPath("$.status").matches(str.isupper)(response)
+    assert JsonPath("$.jobs").exists()(response)
+    assert not JsonPath("$.missing").exists()(response)
+    # Every value a wildcard selects must pass.
+    assert (JsonPath("$.jobs[*].s") == "done")(response)
+
+
+def test_jsonpath_on_several_values_needs_all_of_them():
+    response = httpx.Response(200, json={"jobs": [{"s": "done"}, {"s": "running"}]})
+    assert not (JsonPath("$.jobs[*].s") == "done")(response)
+    assert not (JsonPath("$.jobs[*].s") != "done")(response)
+    assert (JsonPath("$.jobs[*].s") != "failed")(response)
+
+
+def test_a_missing_path_satisfies_no_comparison():
+    response = httpx.Response(200, json={"other": 1})
+    for condition in (
+        JsonPath("$.status") == "x",
+        JsonPath("$.status") != "x",
+        JsonPath("$.n") < 5,
+        JsonPath("$.n").matches(lambda _: True),
+    ):
+        assert not condition(response), condition
+
+
+def test_an_ordering_between_incompatible_types_is_false_not_an_error():
+    assert not (JsonPath("$.n") > 3)(httpx.Response(200, json={"n": "three"}))
+
+
+def test_text(respond):
+    response = respond(body=b"ready")
+    assert Text("ready")(response)
+    assert not Text("read")(response)
+
+
+def test_header_is_case_insensitive_and_its_value_optional(respond):
+    response = respond(headers={"X-State": "done"})
+    assert Header("x-state")(response)
+    assert Header("X-State", "done")(response)
+    assert not Header("X-State", "running")(response)
+    assert not Header("X-Other")(response)
+
+
+def test_a_callable_gets_the_raw_response(respond):
+    response = respond(204)
+    seen = []
+    condition = as_condition(lambda r: seen.append(r) or r.status_code == 204)
+    assert isinstance(condition, Callback)
+    assert condition(response)
+    assert seen == [response]
+
+
+# --- falsy expected values and bodies that are not JSON --------------------------------
+
+
+@pytest.mark.parametrize(
+    ("condition", "matching", "other"),
+    [
+        (as_condition({"json": {}}), {}, {"a": 1}),
+        (as_condition({"json": []}), [], [0]),
+        (Json(0), 0, 1),
+        (Json(None), None, 0),
+        (Json(False), False, 0),
+        (Json(0), 0, False),
+        (JsonPath("$.n") == 0, {"n": 0}, {"n": False}),
+        (JsonPath("$.n") == None, {"n": None}, {"n": 0}),  # noqa: E711 - builds a condition
+        (JsonPath("$.s") == "", {"s": ""}, {"s": "x"}),
+        (as_condition({"jsonpath": [{"expression": "$.s", "value": ""}]}), {"s": ""}, {}),
+    ],
+)
+def test_a_falsy_expected_value_still_has_to_match(condition, matching, other):
+    assert condition(httpx.Response(200, content=json.dumps(matching).encode()))
+    assert not condition(httpx.Response(200, content=json.dumps(other).encode()))
+    assert not condition(httpx.Response(200, content=b"not json"))
+
+
+def test_an_empty_expected_text_matches_only_an_empty_body(respond):
+    assert as_condition({"text": ""})(respond(body=b""))
+    assert not as_condition({"text": ""})(respond(body=b"x"))
+
+
+def test_status_zero_matches_only_status_zero():
+    assert as_condition({"status_code": 0})(CountingResponse("", status_code=0))
+    assert not Status(0)(httpx.Response(200))
+
+
+@pytest.mark.parametrize("body", [b"<html>oops</html>", b"", b"{truncated", b"\xff\xfe"])
+def test_a_body_that_is_not_json_makes_json_conditions_false(respond, body):
+    response = respond(body=body)
+    for condition in (Json({}), JsonPath("$.a") == 1, JsonPath("$").exists(), JsonPath("$.a") != 1):
+        assert not condition(response), condition
+    assert (~Json({}))(response)
+
+
+def test_json_null_body_is_json():
+    response = httpx.Response(200, content=b"null")
+    assert Json(None)(response)
+    assert JsonPath("$").exists()(response)
+
+
+# --- combining -------------------------------------------------------------------------
+
+
+def test_and_or_not_build_new_conditions_without_changing_their_operands():
+    ok, done = Status(200), JsonPath("$.status") == "SUCCESS"
+    both, either, neither = ok & done, ok | done, ~(ok | done)
+    assert isinstance(both, AllOf)
+    assert isinstance(either, AnyOf)
+    assert isinstance(neither, Not)
+    assert both.conditions == (ok, done)
+    assert repr(ok) == "Status(200)"
+    responses = {
+        "ok+done": httpx.Response(200, json={"status": "SUCCESS"}),
+        "ok": httpx.Response(200, json={"status": "PENDING"}),
+        "done": httpx.Response(202, json={"status": "SUCCESS"}),
+        "none": httpx.Response(500, text="boom"),
+    }
+    assert [both(r) for r in responses.values()] == [True, False, False, False]
+    assert [either(r) for r in responses.values()] == [True, True, True, False]
+    assert [neither(r) for r in responses.values()] == [False, False, False, True]
+    assert ~~ok is ok
+
+
+def test_combinations_flatten_and_accept_callables_and_dicts_on_either_side():
+    a, b, c = Status(200), Text("x"), Header("h")
+    assert (a & b & c).conditions == (a, b, c)
+    assert (a | b | c).conditions == (a, b, c)
+    mixed = (lambda _: True) & a
+    assert isinstance(mixed.conditions[0], Callback)
+    assert mixed.conditions[1] is a
+    assert repr({"status_code": 500} | a) == "Status(500) | Status(200)"
+
+
+def test_conditions_refuse_and_or_not():
+    with pytest.raises(FlowDefinitionError, match=re.escape("&, | and ~")):
+        Status(200) and Text("x")
+    with pytest.raises(FlowDefinitionError, match="compare it"):
+        bool(JsonPath("$.x"))
+
+
+def test_repr_reads_like_the_expression():
+    condition = Status(200) & (JsonPath("$.status") == "SUCCESS") | ~Status(500) | JsonPath("$.x").exists()
+    assert repr(condition) == (
+        "(Status(200) & (JsonPath('$.status') == 'SUCCESS')) | ~Status(500) | (JsonPath('$.x').exists())"
+    )
+    assert str(~(Status(200) | Text("ok"))) == "~(Status(200) | Text('ok'))"
+    assert repr(JsonPath("$.s").matches(str.isupper)) == "JsonPath('$.s').matches(str.isupper)"
+
+
+def test_a_header_value_is_never_shown():
+    assert "s3cret" not in repr(Header("Cookie", "session=s3cret"))
+
+
+# --- as_condition ----------------------------------------------------------------------
+
+
+def test_the_dict_form_needs_every_part():
+    condition = as_condition(
+        {
+            "status_code": 200,
+            "json": {"status": "SUCCESS", "id": 7},
+            "jsonpath": [{"expression": "$.status", "value": "SUCCESS"}, {"expression": "$.id", "value": 7}],
+            "text": json.dumps({"status": "SUCCESS", "id": 7}),
+            "callback": lambda r: r.headers.get("X-Ready") == "1",
+        }
+    )
+    body = json.dumps({"status": "SUCCESS", "id": 7}).encode()
+    assert condition(httpx.Response(200, content=body, headers={"X-Ready": "1"}))
+    assert not condition(httpx.Response(200, content=body))
+    assert not condition(httpx.Response(201, content=body, headers={"X-Ready": "1"}))
+
+
+def test_the_dict_form_accepts_several_status_codes():
+    condition = as_condition({"status_code": [200, 201]})
+    assert condition(httpx.Response(201))
+    assert not condition(httpx.Response(202))
+
+
+def test_a_list_needs_any_of_its_items():
+    condition = as_condition([{"status_code": 500}, Status(503), lambda r: r.text == "fail"])
+    assert [condition(httpx.Response(s, text=t)) for s, t in [(500, ""), (503, ""), (200, "fail"), (200, "")]] == [
+        True,
+        True,
+        True,
+        False,
+    ]
+    only = Status(200)
+    assert as_condition([only]) is only
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ({}, "empty condition dict"),
+        ([], "empty list"),
+        ({"status": 200}, "unknown condition key"),
+        ({"jsonpath": [{"expression": "$.x"}]}, "'expression' and 'value'"),
+        ({"status_code": "200"}, "not an HTTP status code"),
+        ({"text": 3}, "must be a str"),
+        ({"callback": "fn"}, "needs a callable"),
+        (JsonPath("$.x"), "not a condition"),
+        (42, "not a condition"),
+    ],
+)
+def test_as_condition_rejects_what_it_cannot_use(spec, message):
+    with pytest.raises(ConfigurationError, match=message):
+        as_condition(spec)
+
+
+@pytest.mark.parametrize("codes", [(), (True,), (1000,), (-1,), (200.0,)])
+def test_status_rejects_bad_codes(codes):
+    with pytest.raises(ConfigurationError):
+        Status(*codes)
+
+
+def test_configuration_errors_are_flow_errors_and_value_errors():
+    with pytest.raises(FlowError):
+        Status()
+    with pytest.raises(ValueError):
+        Status()
+
+
+# --- parse once, pickling ----------------------------------------------------------------
+
+
+def test_the_body_is_parsed_once_however_many_conditions_read_it():
+    response = CountingResponse('{"status": "SUCCESS", "n": 2}')
+    condition = (
+        Json({"status": "SUCCESS", "n": 2})
+        & (JsonPath("$.status") == "SUCCESS")
+        & (JsonPath("$.n") > 1)
+        & ~(JsonPath("$.n") == 5)
+    )
+    seen = Observed(response)
+    assert condition(seen)
+    assert (JsonPath("$.n") == 2)(seen)
+    assert response.parses == 1
+
+
+def test_a_body_that_is_not_json_is_tried_once_too():
+    response = CountingResponse("nope")
+    seen = Observed(response)
+    assert not (Json({}) | (JsonPath("$.a") == 1) | JsonPath("$.b").exists())(seen)
+    assert response.parses == 1
+
+
+def test_conditions_pickle():
+    condition = (
+        Status(200, 201) & (JsonPath("$.status") == "SUCCESS") & ~Json({"a": [1]}) & Header("X-A") & Text("t")
+        | JsonPath("$.x").exists()
+    )
+    copy = pickle.loads(pickle.dumps(condition))
+    assert repr(copy) == repr(condition)
+    body = httpx.Response(200, json={"status": "SUCCESS"}, headers={"X-A": "1"})
+    assert copy(body) == condition(body)
+
+
+def test_a_condition_subclass_needs_holds():
+    class Broken(Condition):
+        pass
+
+    with pytest.raises(NotImplementedError):
+        Broken()(httpx.Response(200))
+
+
+@pytest.mark.parametrize("expression", ["$", "$.a", "$.a.b", "$.a[0]", "$.a[1].b", "$['a']", '$["a"][0]', "$.n"])
+@pytest.mark.parametrize(
+    "document",
+    [{"a": {"b": 1}}, {"a": [{"b": 2}, {"b": None}]}, {"a": []}, [1, 2], {"n": 0}, "text", None, {"a": {"0": 1}}],
+)
+def test_plain_paths_walked_directly_agree_with_jsonpath_ng(expression, document):
+    assert find(expression, document) == [m.value for m in compile_path(expression).find(document)]
