@@ -149,6 +149,19 @@ def test_a_retry_delay_overrides_the_policy_and_a_later_success_counts_attempts(
     assert (result["status"], result["attempts"]) == ("succeeded", 2)
 
 
+def test_an_http_retry_after_sets_the_countdown(httpserver, events):
+    from service_flow.http import Client
+
+    httpserver.expect_ordered_request("/stock").respond_with_data("busy", status=429, headers={"Retry-After": "7"})
+    httpserver.expect_ordered_request("/stock").respond_with_json({"n": 3})
+    api = Client(httpserver.url_for(""))
+    task = flow_task(eager_app(), Flow(api.get("/stock").capture("stock", "$.n")), retry=RetryPolicy(jitter=0))
+    result = apply(task, {}).get()
+    assert [e["countdown_s"] for e in events if e["event"] == "celery.task.retrying"] == [7.0]
+    assert (result["context"]["stock"], result["attempts"]) == (3, 2)
+    api.close()
+
+
 def test_retry_on_and_other_errors():
     task = flow_task(eager_app(), Flow(Raise(TimeoutError("slow"), KeyError("x"))), retry_on=[TimeoutError])
     with pytest.raises(FlowTaskFailed) as caught:
