@@ -1,0 +1,340 @@
+"""Run flows as Celery tasks, with the meaning `StopFlow`, `Retry` and `Fatal` have everywhere.
+
+Install the ``celery`` extra (``pip install "service-flow[celery]"``), then turn a flow
+into a task of your Celery app::
+
+    from celery import Celery
+    from service_flow import RetryPolicy
+    from service_flow.celery import flow_task
+
+    app = Celery("shop", broker="redis://127.0.0.1:6379/0", backend="redis://127.0.0.1:6379/0")
+    checkout_task = flow_task(app, checkout, name="shop.checkout", retry=RetryPolicy(max_attempts=5))
+
+    result = checkout_task.delay({"order_id": 7, "payment": "card"}).get()
+    result["status"], result["context"]["total"]
+
+The task takes the input mapping and returns a `FlowTaskResult`, a JSON-serialisable dict.
+What each way a run ends becomes, with Celery's own mechanisms:
+
+=================  ==========================================================================
+run ends with      the task
+=================  ==========================================================================
+success            returns ``{"status": "succeeded", "context": ...}``
+`StopFlow`         returns ``{"status": "stopped", "reason": ..., "context": ...}``, no error
+`Retry`            ``task.retry(countdown=...)``: the delay from the `RetryPolicy` (or the
+                   ``Retry(delay=...)``); after ``max_attempts`` attempts it fails with
+                   `FlowTaskFailed` listing every attempt's error
+`Fatal`            the worker process tears down and sets up the flow's `Resources`, then
+                   rejects the message with requeue (the task acknowledges late, so the
+                   message is never lost); after ``max_restarts`` restarts in a row the
+                   worker process gives up: it requeues and shuts the worker down
+any other error    fails with `FlowTaskFailed` (a `ForkError` too: restarting cannot help)
+=================  ==========================================================================
+
+A flow with ``async`` services runs in an event loop of its own for each task.  The one
+exception this module adds::
+
+    FlowError
+    └── FlowTaskFailed      a flow task failed; ``errors`` lists every attempt's error
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, NoReturn
+
+import structlog
+from typing_extensions import TypedDict
+
+from service_flow import _log
+from service_flow.clock import SYSTEM_CLOCK
+from service_flow.exceptions import ConfigurationError, FlowError, InvalidInput, MissingContextKey
+from service_flow.flow import Flow
+from service_flow.policy import ErrorKind, RetryPolicy, classify
+from service_flow.resources import Resources
+from service_flow.run import RunStatus
+
+try:
+    from celery.exceptions import Reject
+except ImportError as error:  # pragma: no cover - depends on the environment
+    msg = 'service_flow.celery needs Celery: pip install "service-flow[celery]"'
+    raise ImportError(msg) from error
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Sequence
+
+    from service_flow.clock import Clock
+    from service_flow.run import Run
+
+__all__ = ["TASK_DEFAULTS", "FlowTaskFailed", "FlowTaskResult", "flow_task"]
+
+TASK_DEFAULTS: dict[str, Any] = {
+    # The message is acknowledged only once the task has ended, and a worker process
+    # that dies mid-task hands it back: a crash never loses an input.
+    "acks_late": True,
+    "reject_on_worker_lost": True,
+    # The flow's RetryPolicy counts attempts, not Celery.
+    "max_retries": None,
+}
+"""The Celery task options `flow_task` sets (the keywords you pass override them)."""
+
+_ERRORS_KWARG = "attempt_errors"
+
+
+class FlowTaskResult(TypedDict):
+    """What a flow task returns: a JSON-serialisable summary of the run."""
+
+    status: str
+    """``"succeeded"`` or ``"stopped"`` (a failure raises `FlowTaskFailed` instead)."""
+    reason: str | None
+    """Why the flow stopped (the `StopFlow` message), else ``None``."""
+    context: dict[str, Any]
+    """The final context, or only the ``exports`` keys when the task names some."""
+    flow: str
+    """The flow's name."""
+    run_id: str
+    """The run id of the last attempt (its log events carry it)."""
+    attempts: int
+    """How many times the input was run (retries included, requeues after `Fatal` not)."""
+
+
+class FlowTaskFailed(FlowError):
+    """A flow task failed: an error that is not retried, or retries that ran out.
+
+    ``errors`` holds every attempt's error as ``"Type: message"`` strings, oldest first;
+    ``attempts`` counts them.  Both survive Celery's JSON result serializer.
+    """
+
+    def __init__(
+        self, message: object = "", errors: Sequence[str] = (), flow: str | None = None, *, step: str | None = None
+    ) -> None:
+        super().__init__(message, flow=flow, step=step)
+        self.errors = tuple(str(error) for error in errors)
+        # Celery's JSON result serializer keeps an exception's args only and rebuilds it on
+        # the client with ``cls(*args)``: the errors and the flow's name travel there.
+        self.args = (message, list(self.errors), flow)
+
+    def __str__(self) -> str:
+        return self.message  # it names the flow, and the last error names its step
+
+    @property
+    def attempts(self) -> int:
+        """How many attempts failed (one per error)."""
+        return len(self.errors)
+
+
+class _Restarts:
+    """A worker process's count of `Fatal` results in a row, and the restarts they cause."""
+
+    def __init__(self, flow: Flow, policy: RetryPolicy, limit: int, clock: Clock) -> None:
+        self.flow = flow
+        self.policy = policy
+        self.limit = limit
+        self.clock = clock
+        self.in_a_row = 0
+        self.gave_up = False
+        """Set once the worker was asked to shut down: from then on, every message goes back."""
+        self._resources: Resources | None = None
+
+    @property
+    def resources(self) -> Resources:
+        if self._resources is None:
+            self._resources = Resources.of(self.flow)
+        return self._resources
+
+    def refuse_if_gave_up(self) -> None:
+        """Send the message back when this process gave up: its shutdown is on the way."""
+        if self.gave_up:
+            raise Reject("this worker process gave up after Fatal errors and is shutting down", requeue=True)
+
+    def on_fatal(self, task: Any, log: Any, error: str, cause: BaseException) -> NoReturn:
+        """Restart (or give up and shut the worker down), then requeue the message."""
+        log.warning("celery.task.fatal", error=error)
+        if not self.restart(log):
+            request = task.request
+            log.error("celery.worker.gave_up", restarts=self.in_a_row - 1, hostname=request.hostname)
+            if request.hostname and not request.is_eager:  # eager: no worker to shut down
+                self.gave_up = True
+                # A warm shutdown through Celery's remote control: the running task ends,
+                # prefetched messages go back, and the process supervisor decides what next.
+                task.app.control.shutdown(destination=[request.hostname])
+        raise Reject(error, requeue=True) from cause
+
+    def restart(self, log: Any) -> bool:
+        """Back off, tear down and set up the resources; ``False`` once restarts ran out."""
+        self.in_a_row += 1
+        if self.in_a_row > self.limit:  # as the driver counts: `limit` restarts, then give up
+            return False
+        delay = self.policy.delay(self.in_a_row)
+        self.clock.sleep(delay)
+        try:
+            self.resources.restart()
+        except Exception as error:  # noqa: BLE001 - counted: the next Fatal backs off longer
+            log.warning("celery.worker.restart_failed", error=_log.describe_error(error), restarts=self.in_a_row)
+        else:
+            log.warning(
+                "celery.worker.restarted",
+                resources=len(self.resources),
+                restarts=self.in_a_row,
+                backoff_s=round(delay, 3),
+            )
+        return True
+
+
+def flow_task(  # noqa: PLR0913 - the driver's options, plus Celery's
+    app: Any,
+    flow: Flow | Callable[..., Any],
+    *,
+    name: str | None = None,
+    retry: RetryPolicy | None = None,
+    restart: RetryPolicy | None = None,
+    max_restarts: int = 5,
+    retry_on: Iterable[type[BaseException]] = (),
+    fatal_on: Iterable[type[BaseException]] = (),
+    exports: Iterable[str] | None = None,
+    clock: Clock = SYSTEM_CLOCK,
+    **options: Any,
+) -> Any:
+    """Register ``flow`` (a flow or a single service) as a task of the Celery ``app``; return the task.
+
+    The task takes the input mapping (JSON-serialisable with Celery's default
+    serializer) and returns a `FlowTaskResult`.  Exceptions mean what they mean to the
+    in-process driver:
+
+    * ``retry`` (default ``RetryPolicy()``): attempts and delays for `Retry` and the
+      types in ``retry_on``; the countdown of ``task.retry`` comes from it, a
+      ``Retry(delay=...)`` overrides it;
+    * ``restart`` (default, as the driver's: ``RetryPolicy(initial=1.0, max_delay=30.0)``)
+      and ``max_restarts`` (default 5): after a `Fatal` (or a type in ``fatal_on``) the
+      worker process waits ``restart.delay(n)`` for the n-th restart in a row, recreates
+      the flow's `Resources`, and rejects the message with requeue; a Fatal after
+      ``max_restarts`` restarts in a row (no task finished in between) shuts the worker
+      down instead (warm shutdown, message requeued), so a broken worker does not spin;
+    * ``exports``: the keys the result carries (default: the whole final context);
+      every one must be in the context of a succeeded run;
+    * ``name`` (default: the flow's name) and ``options`` go to ``app.task``, over
+      `TASK_DEFAULTS` (``acks_late``, ``reject_on_worker_lost``).
+
+    Log events (``celery.task.succeeded``, ``.stopped``, ``.retrying``, ``.failed``,
+    ``.fatal``) carry the Celery ``task_id`` and the flow's ``run_id``; during the run,
+    ``task_id`` is also bound in structlog's context variables, so the flow's own events
+    carry it when your structlog configuration merges them.
+    """
+    flow = flow if isinstance(flow, Flow) else Flow(flow)
+    retry_policy = RetryPolicy() if retry is None else retry
+    restart_policy = RetryPolicy(initial=1.0, max_delay=30.0) if restart is None else restart
+    restarts = _Restarts(flow, restart_policy, max_restarts, clock)
+    retry_types = tuple(retry_on)
+    fatal_types = tuple(fatal_on)
+    export_keys = None if exports is None else tuple(exports)
+    _check_options(flow, max_restarts, (*retry_types, *fatal_types), export_keys)
+
+    def run_flow(task: Any, inputs: object, attempt_errors: Sequence[str] = ()) -> FlowTaskResult:
+        request = task.request
+        attempt = request.retries + 1
+        log = _log.logger().bind(task=task.name, task_id=request.id, flow=flow.name, attempt=attempt)
+        restarts.refuse_if_gave_up()
+        if not isinstance(inputs, Mapping):
+            error: BaseException = InvalidInput(f"the task takes a mapping of inputs, got {type(inputs).__name__}")
+            return _fail(log, [*attempt_errors, _log.describe_error(error)], flow, error)
+        with structlog.contextvars.bound_contextvars(task_id=request.id):
+            # A worker runs one task at a time per process (or thread): an async flow
+            # gets an event loop of its own for the run.
+            run = asyncio.run(flow.arun(inputs)) if flow.is_async else flow.run(inputs)
+        log = log.bind(run_id=run.run_id)
+        failure = run.error if run.status is RunStatus.FAILED else None
+        if failure is None:
+            restarts.in_a_row = 0
+            try:
+                return _result(run, export_keys, attempt, task, log)
+            except FlowError as error:
+                return _fail(log, [*attempt_errors, _log.describe_error(error)], flow, error)
+        errors = [*attempt_errors, _log.describe_error(failure)]
+        kind = classify(failure, retry_on=retry_types, fatal_on=fatal_types)
+        if kind is ErrorKind.FATAL:
+            restarts.on_fatal(task, log, errors[-1], failure)
+        restarts.in_a_row = 0
+        if kind is ErrorKind.RETRY and not retry_policy.exhausted(attempt):
+            countdown = retry_policy.delay(attempt, failure)
+            log.info("celery.task.retrying", error=errors[-1], countdown_s=round(countdown, 3))
+            raise task.retry(kwargs={_ERRORS_KWARG: errors}, countdown=countdown, exc=failure)
+        return _fail(log, errors, flow, failure)
+
+    task_options = {**TASK_DEFAULTS, "name": name or flow.name, **options}
+    return app.task(bind=True, **task_options)(run_flow)
+
+
+def _check_options(
+    flow: Flow, max_restarts: int, exception_types: tuple[object, ...], exports: tuple[object, ...] | None
+) -> None:
+    problems = []
+    if max_restarts < 0:
+        problems.append(f"max_restarts must be zero or more, got {max_restarts!r}")
+    problems.extend(
+        f"retry_on and fatal_on take exception types, got {kind!r}"
+        for kind in exception_types
+        if not (isinstance(kind, type) and issubclass(kind, BaseException))
+    )
+    if exports is not None and not all(isinstance(key, str) for key in exports):
+        problems.append(f"exports must be context keys (strings), got {exports!r}")
+    if problems:
+        msg = f"flow_task for flow {flow.name!r}: {'; '.join(problems)}"
+        raise ConfigurationError(msg, flow=flow.name)
+
+
+def _result(run: Run, exports: tuple[str, ...] | None, attempt: int, task: Any, log: Any) -> FlowTaskResult:
+    context = run.context
+    if exports is not None:
+        missing = [key for key in exports if key not in context]
+        if missing and run.status is RunStatus.SUCCEEDED:
+            msg = f"the flow succeeded without the exported key {missing[0]!r}"
+            raise MissingContextKey(msg, key=missing[0], service=task.name, available=context, flow=run.flow)
+        context = {key: context[key] for key in exports if key in context}
+    if task.app.conf.result_serializer == "json":
+        _check_json(context, run.flow)
+    result: FlowTaskResult = {
+        "status": run.status.value,
+        "reason": run.reason,
+        "context": context,
+        "flow": run.flow,
+        "run_id": run.run_id,
+        "attempts": attempt,
+    }
+    if run.status is RunStatus.STOPPED:
+        log.info("celery.task.stopped", reason=run.reason)
+    elif structlog.is_configured():  # unconfigured structlog would print debug events
+        log.debug("celery.task.succeeded")
+    return result
+
+
+def _check_json(context: Mapping[str, Any], flow: str) -> None:
+    try:
+        json.dumps(context)
+    except (TypeError, ValueError):
+        pass
+    else:
+        return
+    bad = [f"{key!r} ({type(value).__name__})" for key, value in context.items() if not _is_json(value)]
+    msg = (
+        f"the result serializer is JSON and these context values are not JSON-serialisable: {', '.join(bad)}; "
+        "name the keys the result should carry with flow_task(..., exports=[...])"
+    )
+    raise FlowError(msg, flow=flow)
+
+
+def _is_json(value: object) -> bool:
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def _fail(log: Any, errors: list[str], flow: Flow, cause: BaseException) -> FlowTaskResult:
+    attempts = len(errors)
+    log.warning("celery.task.failed", error=errors[-1], attempts=attempts)
+    noun = "attempt" if attempts == 1 else "attempts"
+    msg = f"flow {flow.name!r} failed after {attempts} {noun}: {errors[-1]}"
+    raise FlowTaskFailed(msg, errors, flow.name) from cause
