@@ -332,9 +332,11 @@ class AsyncPoll(Poll):
                 verdict, response, last_error = _Verdict.WAIT, None, self._describe(error, out)
             if verdict is _Verdict.DONE:
                 try:
-                    return self._final.interpret(response, out)
+                    captured = self._final.interpret(response, out)
                 finally:
                     await response.aclose()
+                self._succeeded(attempt)
+                return captured
             if response is not None:
                 await response.aclose()  # its content stays readable for the error messages
                 last = response

@@ -279,10 +279,13 @@ class Poll(Service):
             captured = self._final.interpret(response, out)
         finally:
             response.close()
+        self._succeeded(attempt)
+        return captured
+
+    def _succeeded(self, attempt: int) -> None:
         log = debug_logger()
         if log is not None:
             log.debug("poll.succeeded", service=self.name, attempts=attempt)
-        return captured
 
     def __repr__(self) -> str:
         return f"<Poll {self.request.name} until {self.until!r}>"
