@@ -118,7 +118,7 @@ def _require_callable(value: object, message: str) -> None:
         raise ConfigurationError(msg)
 
 
-def _same(actual: Any, expected: Any) -> bool:
+def same_json(actual: Any, expected: Any) -> bool:
     """JSON equality: like ``==``, except that booleans equal only booleans."""
     if isinstance(actual, bool) or isinstance(expected, bool):
         return isinstance(actual, bool) and isinstance(expected, bool) and actual == expected
@@ -126,13 +126,13 @@ def _same(actual: Any, expected: Any) -> bool:
         return (
             isinstance(actual, Mapping)
             and actual.keys() == expected.keys()
-            and all(_same(actual[key], expected[key]) for key in expected)
+            and all(same_json(actual[key], expected[key]) for key in expected)
         )
     if isinstance(expected, (list, tuple)):
         return (
             isinstance(actual, (list, tuple))
             and len(actual) == len(expected)
-            and all(_same(a, e) for a, e in zip(actual, expected))
+            and all(same_json(a, e) for a, e in zip(actual, expected))
         )
     return bool(actual == expected)
 
@@ -209,7 +209,7 @@ class Json(Condition):
 
     def holds(self, seen: Observed) -> bool:
         """Whether the body is JSON equal to ``expected``."""
-        return seen.is_json and _same(seen.json, self.expected)
+        return seen.is_json and same_json(seen.json, self.expected)
 
     def __repr__(self) -> str:
         return f"Json({_short(self.expected)})"
@@ -265,8 +265,8 @@ class Header(Condition):
 
 
 _TESTS: dict[str, Callable[[Any, Any], bool]] = {
-    "==": _same,
-    "!=": lambda actual, expected: not _same(actual, expected),
+    "==": same_json,
+    "!=": lambda actual, expected: not same_json(actual, expected),
     "<": operator.lt,
     "<=": operator.le,
     ">": operator.gt,

@@ -31,6 +31,7 @@ from urllib.parse import parse_qsl, quote, urlencode
 from service_flow.exceptions import ConfigurationError, MissingContextKey
 from service_flow.http import _jsonpath, _redact
 from service_flow.http.client import Client, Limit, Timeout, check_timeout
+from service_flow.http.conditions import Observed, as_condition, same_json
 from service_flow.http.errors import (
     CaptureFailed,
     CheckFailed,
@@ -123,6 +124,7 @@ class Outgoing:
 # -- JSON paths -------------------------------------------------------------------------
 
 PathFinder = Callable[[Any], list[Any]]
+NOT_JSON: Final = "the body is not JSON"
 
 
 def compile_json_path(expression: str) -> PathFinder:
@@ -135,44 +137,6 @@ def compile_json_path(expression: str) -> PathFinder:
         msg = f"a JSON path starts with '$', got {expression!r}"
         raise ConfigurationError(msg)
     return _jsonpath.finder(expression)
-
-
-class _Body:
-    """The response body parsed as JSON once, on first need."""
-
-    __slots__ = ("error", "parsed", "response")
-
-    def __init__(self, response: Any) -> None:
-        self.response = response
-        self.parsed: Any = NOTHING
-        self.error: str | None = None
-
-    def json(self) -> Any:
-        if self.parsed is NOTHING and self.error is None:
-            try:
-                self.parsed = self.response.json()
-            except ValueError:
-                self.error = "the body is not JSON"
-        return self.parsed
-
-
-def same(got: Any, expected: Any) -> bool:
-    """JSON equality where ``True`` is not ``1`` and ``0`` is not ``False``."""
-    if isinstance(expected, bool) or isinstance(got, bool):
-        return type(got) is type(expected) and got == expected
-    if isinstance(expected, dict):
-        return (
-            isinstance(got, dict)
-            and got.keys() == expected.keys()
-            and all(same(got[key], value) for key, value in expected.items())
-        )
-    if isinstance(expected, (list, tuple)):
-        return (
-            isinstance(got, (list, tuple))
-            and len(got) == len(expected)
-            and all(same(g, e) for g, e in zip(got, expected))
-        )
-    return bool(got == expected)
 
 
 # -- captures ---------------------------------------------------------------------------
@@ -228,14 +192,15 @@ class Capture:
         msg = f"capture {key!r}: give a JSON path ('$.data'), a Capture or a function of the response, got {spec!r}"
         raise ConfigurationError(msg)
 
-    def take(self, response: Any, body: _Body) -> Any:
+    def take(self, response: Any, body: Observed) -> Any:
         """The captured value; `NOTHING` when nothing was found and there is no default."""
         if self.kind == "json":
             assert self.finder is not None  # noqa: S101 - set for every JSON capture
-            data = body.json()
-            matches = [] if data is NOTHING else self.finder(data)
+            if not body.is_json:
+                return self.default
+            matches = self.finder(body.json)
             if self.take_all:
-                return matches if data is not NOTHING else self.default
+                return matches
             return matches[0] if matches else self.default
         if self.kind == "header":
             value = response.headers.get(self.source)
@@ -264,7 +229,7 @@ class _Check:
 
     describe: str
 
-    def problem(self, response: Any, body: _Body) -> str | None:
+    def problem(self, response: Any, body: Observed) -> str | None:
         raise NotImplementedError
 
 
@@ -280,7 +245,7 @@ class _StatusIs(_Check):
         shown = values[0] if len(values) == 1 else sorted(values)
         self.describe = f"status == {shown}" if len(values) == 1 else f"status in {shown}"
 
-    def problem(self, response: Any, body: _Body) -> str | None:  # noqa: ARG002
+    def problem(self, response: Any, body: Observed) -> str | None:  # noqa: ARG002
         status = response.status_code
         return None if status in self.expected else f"got {status}"
 
@@ -292,11 +257,10 @@ class _JsonIs(_Check):
         self.expected = expected
         self.describe = "JSON body equals the expected value"
 
-    def problem(self, response: Any, body: _Body) -> str | None:  # noqa: ARG002
-        data = body.json()
-        if data is NOTHING:
-            return body.error
-        return None if same(data, self.expected) else "the body differs"
+    def problem(self, response: Any, body: Observed) -> str | None:  # noqa: ARG002
+        if not body.is_json:
+            return NOT_JSON
+        return None if same_json(body.json, self.expected) else "the body differs"
 
 
 class _PathIs(_Check):
@@ -308,14 +272,14 @@ class _PathIs(_Check):
         self.expected = expected
         self.describe = f"JSON path {path!r} == expected value"
 
-    def problem(self, response: Any, body: _Body) -> str | None:  # noqa: ARG002
-        data = body.json()
-        if data is NOTHING:
-            return body.error
+    def problem(self, response: Any, body: Observed) -> str | None:  # noqa: ARG002
+        if not body.is_json:
+            return NOT_JSON
+        data = body.json
         matches = self.finder(data)
         if not matches:
             return f"{self.path!r} matched nothing"
-        if same(matches[0], self.expected):
+        if same_json(matches[0], self.expected):
             return None
         return f"{self.path!r} is a {type(matches[0]).__name__} of a different value"
 
@@ -328,7 +292,7 @@ class _HeaderIs(_Check):
         self.expected = expected
         self.describe = f"header {header!r} == {expected!r}"
 
-    def problem(self, response: Any, body: _Body) -> str | None:  # noqa: ARG002
+    def problem(self, response: Any, body: Observed) -> str | None:  # noqa: ARG002
         got = response.headers.get(self.header)
         if got == self.expected:
             return None
@@ -343,7 +307,7 @@ class _Holds(_Check):
         named = inspect.isfunction(func) or inspect.ismethod(func)
         self.describe = f"{func.__name__}(response)" if named else repr(func)
 
-    def problem(self, response: Any, body: _Body) -> str | None:  # noqa: ARG002
+    def problem(self, response: Any, body: Observed) -> str | None:  # noqa: ARG002
         return None if self.func(response) else "it returned a false value"
 
 
@@ -360,8 +324,6 @@ def parse_checks(spec: CheckSpec | Sequence[CheckSpec] | None) -> tuple[_Check, 
     if isinstance(spec, Mapping):
         if any(k not in _CHECK_KINDS for k in spec) or isinstance(spec.get("jsonpath"), list):
             # httsleep's dict form, as polling conditions take it ({"status_code": 200, ...}).
-            from service_flow.http.conditions import as_condition
-
             return (_Holds(as_condition(spec)),)
         checks: list[_Check] = []
         # Presence, never truthiness, decides: {"json": {}} and {"status": 0} are checks too.
@@ -776,7 +738,7 @@ class Request(Service):
             action = self._status_map.action(status, idempotent=self._idempotent)
             if action is not Action.OK:
                 raise self._status_error(action, response, out)
-        body = _Body(response)
+        body = Observed(response)
         for check in self._checks:
             problem = check.problem(response, body)
             if problem is not None:
@@ -787,7 +749,7 @@ class Request(Service):
         for key, capture in self._captures:
             value = capture.take(response, body)
             if value is NOTHING:
-                why = body.error if body.error and capture.kind == "json" else "found nothing"
+                why = NOT_JSON if capture.kind == "json" and not body.is_json else "found nothing"
                 raise self._failure(
                     CaptureFailed, f"capture {key!r} ({capture.describe}): {why}", response, out, key=key
                 )
