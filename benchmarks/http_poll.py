@@ -20,24 +20,18 @@ Run: ``python benchmarks/http_poll.py [--rounds 15]``.  Quote the medians.
 
 from __future__ import annotations
 
+import argparse
+import itertools
+import json
+import logging
+import os
+import statistics
+import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
-
-# benchmarks/http.py, beside this script, would shadow the standard library's http
-# package (which requests needs): take this folder off sys.path.
-HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
-
-import argparse  # noqa: E402
-import itertools  # noqa: E402
-import json  # noqa: E402
-import logging  # noqa: E402
-import os  # noqa: E402
-import statistics  # noqa: E402
-import subprocess  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from typing import Any, Callable  # noqa: E402
+from typing import Any, Callable
 
 POLLS = 20  # polls per job: 19 PENDING, then SUCCESS
 JOBS_PER_SAMPLE = 10

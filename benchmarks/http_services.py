@@ -17,30 +17,26 @@ speaking HTTP/1.1 with keep-alive, in a subprocess so it does not share our GIL.
 Last, ``http_poll.py`` measures polling (per-poll cost against a hand-written loop and
 httsleep 0.3.1).
 
-Run: ``python benchmarks/http.py [--rounds 9]``.  Quote the medians.
+Run: ``python benchmarks/http_services.py [--rounds 9]``.  Quote the medians.
 """
 
 from __future__ import annotations
 
+import argparse
+import json
+import logging
+import os
+import statistics
+import subprocess
 import sys
+import tempfile
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any, Callable
 
-# This script is called http.py: its folder, first on sys.path, would shadow the
-# standard library's http package (which requests needs too).
 HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
-
-import argparse  # noqa: E402
-import json  # noqa: E402
-import logging  # noqa: E402
-import os  # noqa: E402
-import statistics  # noqa: E402
-import subprocess  # noqa: E402
-import tempfile  # noqa: E402
-import threading  # noqa: E402
-import time  # noqa: E402
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer  # noqa: E402
-from typing import Any, Callable  # noqa: E402
 
 TIMEOUT = (3.05, 30.0)
 
