@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import ssl
 import time
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -34,7 +35,7 @@ from service_flow.exceptions import ConfigurationError
 from service_flow.http import _redact
 from service_flow.http.client import Client, debug_logger, log_request
 from service_flow.http.errors import RetryableHTTPError, TransportError
-from service_flow.http.poll import Poll, _Verdict
+from service_flow.http.poll import CLOSE, SEND, Poll
 from service_flow.http.request import Request
 
 if TYPE_CHECKING:
@@ -314,37 +315,25 @@ class AsyncPoll(Poll):
         request = self.request
         assert isinstance(request, AsyncRequest)  # noqa: S101 - checked when built
         send, auth, limits = request.async_client.asend, request.auth, request.limits
-        started = self.clock.now()
-        attempt = 0
-        last = None
+        loop = self._loop(out)  # the same loop as Poll's; only the acting differs
+        command, value = next(loop)
         while True:
-            attempt += 1
-            response: Any = None
-            last_error = None
+            result: Any = None
             try:
-                response = await send(out, auth=auth, limits=limits)
-                verdict = self._judge(response)
-            except Exception as error:
-                if response is not None:
-                    await response.aclose()
-                if not self._ignored(error):
-                    raise
-                verdict, response, last_error = _Verdict.WAIT, None, self._describe(error, out)
-            if verdict is _Verdict.DONE:
-                try:
-                    captured = self._final.interpret(response, out)
-                finally:
-                    await response.aclose()
-                self._succeeded(attempt)
-                return captured
-            if response is not None:
-                await response.aclose()  # its content stays readable for the error messages
-                last = response
-            if verdict is _Verdict.ALARM:
-                raise self._alarm(response, out, attempt)
-            delay = self._next_delay(attempt, last, started, out, last_error)
-            if delay > 0:
-                await self.clock.asleep(delay)
+                if command is SEND:
+                    result = await send(out, auth=auth, limits=limits)
+                elif command is CLOSE:
+                    await value.aclose()
+                else:
+                    await self.clock.asleep(value)
+            except Exception as error:  # noqa: BLE001 - handed to the loop, which decides
+                step = functools.partial(loop.throw, error)
+            else:
+                step = functools.partial(loop.send, result)
+            try:
+                command, value = step()
+            except StopIteration as done:
+                return done.value  # type: ignore[no-any-return]
 
     def __repr__(self) -> str:
         return f"<AsyncPoll {self.request.name} until {self.until!r}>"

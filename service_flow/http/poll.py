@@ -38,6 +38,7 @@ The errors, under `service_flow.http.HTTPError`::
 
 from __future__ import annotations
 
+import functools
 import random
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -54,11 +55,14 @@ from service_flow.policy import RetryPolicy
 from service_flow.service import Service
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Generator, Iterable
 
     from service_flow.http.request import Outgoing
 
 __all__ = ["Alarm", "Poll", "PollTimeout"]
+
+# What the poll loop asks its runner to do.
+SEND, CLOSE, SLEEP = "send", "close", "sleep"
 
 # Every status "ok": the response `until` accepted is not judged again by its status.
 _ANY_STATUS_OK = {f"{digit}xx": "ok" for digit in range(10)}
@@ -239,13 +243,15 @@ class Poll(Service):
         text = _redact.scrub(f"{type(error).__name__}: {error}", out.secrets(self.request.auth))
         return text[:200]
 
-    # -- the sync loop ----------------------------------------------------------------
+    # -- the loop ---------------------------------------------------------------------
 
-    def __call__(self, context: dict[str, Any]) -> dict[str, Any]:
-        """Poll with the request built from ``context``; return its captures from the final response."""
-        out = self.request.build(context)
-        request = self.request
-        send, auth, limits = request.client.send, request.auth, request.limits
+    def _loop(self, out: Outgoing) -> Generator[tuple[str, Any], Any, dict[str, Any]]:
+        """The poll, written once for both runners: it yields what to do, they do it.
+
+        ``(SEND, None)`` gets the next response (or has the transport's error thrown
+        in), ``(CLOSE, response)`` closes one, ``(SLEEP, seconds)`` waits.  The sync
+        `__call__` and the async `AsyncPoll.__call__` differ only in how they act.
+        """
         started = self.clock.now()
         attempt = 0
         last = None
@@ -254,33 +260,56 @@ class Poll(Service):
             response: Any = None
             last_error = None
             try:
-                response = send(out, auth=auth, limits=limits)
+                response = yield (SEND, None)
                 verdict = self._judge(response)
             except Exception as error:
                 if response is not None:
-                    response.close()
+                    yield (CLOSE, response)
                 if not self._ignored(error):
                     raise
                 verdict, response, last_error = _Verdict.WAIT, None, self._describe(error, out)
             if verdict is _Verdict.DONE:
-                return self._finish(response, out, attempt)
-            if verdict is _Verdict.ALARM:
-                response.close()
-                raise self._alarm(response, out, attempt)
+                try:
+                    captured = self._final.interpret(response, out)
+                except Exception:
+                    yield (CLOSE, response)
+                    raise
+                yield (CLOSE, response)
+                self._succeeded(attempt)
+                return captured
             if response is not None:
-                response.close()  # its content stays readable for the error messages
+                yield (CLOSE, response)  # its content stays readable for the error messages
                 last = response
+            if verdict is _Verdict.ALARM:
+                raise self._alarm(response, out, attempt)
             delay = self._next_delay(attempt, last, started, out, last_error)
             if delay > 0:
-                self.clock.sleep(delay)
+                yield (SLEEP, delay)
 
-    def _finish(self, response: Any, out: Outgoing, attempt: int) -> dict[str, Any]:
-        try:
-            captured = self._final.interpret(response, out)
-        finally:
-            response.close()
-        self._succeeded(attempt)
-        return captured
+    def __call__(self, context: dict[str, Any]) -> dict[str, Any]:
+        """Poll with the request built from ``context``; return its captures from the final response."""
+        out = self.request.build(context)
+        request = self.request
+        send, auth, limits = request.client.send, request.auth, request.limits
+        loop = self._loop(out)
+        command, value = next(loop)
+        while True:
+            result: Any = None
+            try:
+                if command is SEND:
+                    result = send(out, auth=auth, limits=limits)
+                elif command is CLOSE:
+                    value.close()
+                else:
+                    self.clock.sleep(value)
+            except Exception as error:  # noqa: BLE001 - handed to the loop, which decides
+                step = functools.partial(loop.throw, error)
+            else:
+                step = functools.partial(loop.send, result)
+            try:
+                command, value = step()
+            except StopIteration as done:
+                return done.value  # type: ignore[no-any-return]
 
     def _succeeded(self, attempt: int) -> None:
         log = debug_logger()
