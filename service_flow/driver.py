@@ -706,7 +706,7 @@ class _State:
                         batch.append(item)
                     if not batch:
                         break
-                    in_flight[self._submit(executor, batch)] = batch
+                    self._submit(executor, batch, in_flight)
                 if not in_flight:
                     if fatal and not driver.stopping:
                         if not self.restart_wait(fatal[0]):
@@ -716,7 +716,7 @@ class _State:
                             fatal[0].errors.append(failure)
                             continue
                         batch, fatal = fatal, []
-                        in_flight[self._submit(executor, batch)] = batch
+                        self._submit(executor, batch, in_flight)
                         continue
                     # Nothing in flight: the source is read to its end (or we are
                     # stopping); only inputs waiting for a retry may remain.
@@ -731,8 +731,9 @@ class _State:
                     batch = in_flight.pop(future)
                     try:
                         raws = future.result()
-                    except Exception as error:  # noqa: BLE001 - a worker that died is a processor to restart
-                        raws = [(ErrorKind.FATAL, error)] * len(batch)
+                    except Exception as error:  # noqa: BLE001 - the batch never reported back
+                        self._lost(batch, error)
+                        continue
                     for item, (kind, value) in zip(batch, raws):
                         item.attempts += 1
                         if kind is None:
@@ -763,7 +764,31 @@ class _State:
             if owned is not None:
                 owned.shutdown(wait=True, cancel_futures=True)
 
-    def _submit(self, executor: cf.Executor, batch: list[_Item]) -> cf.Future[list[_Raw]]:
+    def _lost(self, batch: list[_Item], error: BaseException) -> None:
+        """A batch whose worker died (or whose executor broke): one restart, then again."""
+        for item in batch:
+            item.attempts += 1
+            item.errors.append(error)
+        self.report.restarts += 1
+        if not self.restart_wait(batch[0]):
+            self.report.not_processed.extend(self._result(item, Outcome.NOT_PROCESSED) for item in batch)
+            return
+        for item in batch:
+            item.due = self.clock.now()
+            heapq.heappush(self.waiting, (item.due, item.index, item))
+
+    def _submit(
+        self, executor: cf.Executor, batch: list[_Item], in_flight: dict[cf.Future[list[_Raw]], list[_Item]]
+    ) -> None:
+        """Hand ``batch`` to ``executor``; an executor that refuses work stops the driver."""
+        try:
+            in_flight[self._send(executor, batch)] = batch
+        except Exception as error:  # noqa: BLE001 - e.g. a process pool broken by a dead worker
+            self.report.not_processed.extend(self._result(item, Outcome.NOT_PROCESSED) for item in batch)
+            self.log.exception("driver.executor_failed", error=_log.describe_error(error))
+            self.driver.stop(f"the executor refused work: {_log.describe_error(error)}")
+
+    def _send(self, executor: cf.Executor, batch: list[_Item]) -> cf.Future[list[_Raw]]:
         driver = self.driver
         inputs = [item.input for item in batch]
         if driver.remote:

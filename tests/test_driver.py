@@ -720,3 +720,26 @@ def test_report_str_and_rate():
     assert str(report).startswith("flow 'double': succeeded 1, stopped 0, dead 0")
     assert report.rate == 0.0  # no time passed on the fake clock
     assert list(itertools.islice(Driver(double).iter(inputs(100)), 2))[1].context["double"] == 2
+
+
+def die_on_seven(n):
+    if n == 7:
+        os._exit(1)  # the worker process dies: the pool is broken for good
+    return {"ok": n}
+
+
+def test_a_worker_process_that_dies_loses_nothing():
+    source = inputs(200)
+    results = []
+    with ProcessPoolExecutor(2) as pool:
+        report = Driver(die_on_seven, executor=pool, batch_size=4, clock=FakeClock(), on_result=results.append).run(
+            source
+        )
+    assert report.stop_reason.startswith("the executor refused work: BrokenProcessPool")
+    done = {r.position for r in results}
+    stuck = {r.position for r in report.not_processed}
+    unread = {d["n"] for d in report.unread}
+    assert not done & stuck
+    assert done | stuck | unread == set(range(200))
+    assert 7 in stuck
+    assert report.restarts >= 1
