@@ -783,7 +783,7 @@ class _State:
         """Hand ``batch`` to ``executor``; an executor that refuses work stops the driver."""
         try:
             in_flight[self._send(executor, batch)] = batch
-        except Exception as error:  # noqa: BLE001 - e.g. a process pool broken by a dead worker
+        except Exception as error:  # e.g. a process pool broken by a dead worker
             self.report.not_processed.extend(self._result(item, Outcome.NOT_PROCESSED) for item in batch)
             self.log.exception("driver.executor_failed", error=_log.describe_error(error))
             self.driver.stop(f"the executor refused work: {_log.describe_error(error)}")
