@@ -52,7 +52,7 @@ from service_flow import _log
 from service_flow.clock import SYSTEM_CLOCK
 from service_flow.exceptions import ConfigurationError, FlowError, InvalidInput, MissingContextKey
 from service_flow.flow import Flow
-from service_flow.policy import ErrorKind, RetryPolicy, classify
+from service_flow.policy import RESTART, ErrorKind, RetryPolicy, classify, steering_problems
 from service_flow.resources import Resources
 from service_flow.run import RunStatus
 
@@ -206,7 +206,7 @@ def flow_task(  # noqa: PLR0913 - the driver's options, plus Celery's
     * ``retry`` (default ``RetryPolicy()``): attempts and delays for `Retry` and the
       types in ``retry_on``; the countdown of ``task.retry`` comes from it, a
       ``Retry(delay=...)`` overrides it;
-    * ``restart`` (default, as the driver's: ``RetryPolicy(initial=1.0, max_delay=30.0)``)
+    * ``restart`` (default, as the driver's: `service_flow.policy.RESTART`, 1 s doubling up to 30 s)
       and ``max_restarts`` (default 5): after a `Fatal` (or a type in ``fatal_on``) the
       worker process waits ``restart.delay(n)`` for the n-th restart in a row, recreates
       the flow's `Resources`, and rejects the message with requeue; a Fatal after
@@ -224,7 +224,7 @@ def flow_task(  # noqa: PLR0913 - the driver's options, plus Celery's
     """
     flow = flow if isinstance(flow, Flow) else Flow(flow)
     retry_policy = RetryPolicy() if retry is None else retry
-    restart_policy = RetryPolicy(initial=1.0, max_delay=30.0) if restart is None else restart
+    restart_policy = RESTART if restart is None else restart
     restarts = _Restarts(flow, restart_policy, max_restarts, clock)
     retry_types = tuple(retry_on)
     fatal_types = tuple(fatal_on)
@@ -269,14 +269,7 @@ def flow_task(  # noqa: PLR0913 - the driver's options, plus Celery's
 def _check_options(
     flow: Flow, max_restarts: int, exception_types: tuple[object, ...], exports: tuple[object, ...] | None
 ) -> None:
-    problems = []
-    if max_restarts < 0:
-        problems.append(f"max_restarts must be zero or more, got {max_restarts!r}")
-    problems.extend(
-        f"retry_on and fatal_on take exception types, got {kind!r}"
-        for kind in exception_types
-        if not (isinstance(kind, type) and issubclass(kind, BaseException))
-    )
+    problems = steering_problems(max_restarts, exception_types)
     if exports is not None and not all(isinstance(key, str) for key in exports):
         problems.append(f"exports must be context keys (strings), got {exports!r}")
     if problems:

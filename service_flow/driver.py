@@ -51,7 +51,7 @@ from service_flow._progress import Progress
 from service_flow.clock import SYSTEM_CLOCK, Clock
 from service_flow.exceptions import ConfigurationError, FlowError, InvalidInput, RemoteError
 from service_flow.flow import Flow
-from service_flow.policy import ErrorKind, RetryPolicy, classify
+from service_flow.policy import RESTART, ErrorKind, RetryPolicy, classify, steering_problems
 from service_flow.resources import Resources
 
 if TYPE_CHECKING:
@@ -332,22 +332,14 @@ class Driver:
     ) -> None:
         self.flow = flow if isinstance(flow, Flow) else Flow(flow)
         self.retry = retry if retry is not None else RetryPolicy()
-        self.restart = restart if restart is not None else RetryPolicy(initial=1.0, max_delay=30.0)
+        self.restart = restart if restart is not None else RESTART
         self.retry_on = tuple(retry_on)
         self.fatal_on = tuple(fatal_on)
-        problems = []
-        if max_restarts < 0:
-            problems.append(f"max_restarts must be zero or more, got {max_restarts!r}")
+        problems = steering_problems(max_restarts, self.retry_on, self.fatal_on)
         if workers < 1:
             problems.append(f"workers must be at least 1, got {workers!r}")
         if batch_size is not None and batch_size < 1:
             problems.append(f"batch_size must be at least 1, got {batch_size!r}")
-        given: tuple[object, ...] = (*self.retry_on, *self.fatal_on)
-        problems.extend(
-            f"retry_on and fatal_on take exception types, got {kind!r}"
-            for kind in given
-            if not (isinstance(kind, type) and issubclass(kind, BaseException))
-        )
         if problems:
             msg = f"Driver for flow {self.flow.name!r}: {'; '.join(problems)}"
             raise ConfigurationError(msg, flow=self.flow.name)

@@ -20,7 +20,7 @@ from service_flow.exceptions import ConfigurationError, Fatal, ForkError, Retry,
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
-__all__ = ["NO_RETRY", "ErrorKind", "RetryPolicy", "classify"]
+__all__ = ["NO_RETRY", "RESTART", "ErrorKind", "RetryPolicy", "classify", "steering_problems"]
 
 
 @dataclass(frozen=True)
@@ -98,6 +98,26 @@ _RANDOM = random.Random()  # noqa: S311 - jitter, not cryptography
 
 NO_RETRY = RetryPolicy(max_attempts=1)
 """A policy that never retries."""
+
+RESTART = RetryPolicy(initial=1.0, max_delay=30.0)
+"""The default backoff between restarts after `Fatal` (the driver's and Celery's)."""
+
+
+def steering_problems(max_restarts: int, retry_on: Iterable[object] = (), fatal_on: Iterable[object] = ()) -> list[str]:
+    """What is wrong with the options every runner takes (empty when nothing is).
+
+    >>> steering_problems(-1, [ValueError, "oops"])
+    ['max_restarts must be zero or more, got -1', "retry_on and fatal_on take exception types, got 'oops'"]
+    """
+    problems = []
+    if max_restarts < 0:
+        problems.append(f"max_restarts must be zero or more, got {max_restarts!r}")
+    problems.extend(
+        f"retry_on and fatal_on take exception types, got {kind!r}"
+        for kind in (*retry_on, *fatal_on)
+        if not (isinstance(kind, type) and issubclass(kind, BaseException))
+    )
+    return problems
 
 
 class ErrorKind(str, enum.Enum):
