@@ -131,21 +131,29 @@ def dask(rounds: int) -> None:
     with cluster, Client(cluster) as client:
         executor = client.get_executor()
         Driver(burn, executor=executor, workers=2).run(cpu_inputs[:10])  # ship the flow once
-        inline, spread = [], []
-        per1, per64, inline_small = [], [], []
+        inline, spread, spread_auto = [], [], []
+        per: dict[str, list[float]] = {"batch 1": [], "batch 64": [], "adaptive": []}
+        sizes = {"batch 1": 1, "batch 64": 64, "adaptive": None}
+        inline_small = []
         for _ in range(rounds):
             inline.append(timed(lambda: Driver(burn).run(cpu_inputs)))
             spread.append(timed(lambda: Driver(burn, executor=executor, workers=2, batch_size=4).run(cpu_inputs)))
+            spread_auto.append(timed(lambda: Driver(burn, executor=executor, workers=2).run(cpu_inputs)))
             inline_small.append(timed(lambda: Driver(trivial).run(small)))
-            per1.append(timed(lambda: Driver(trivial, executor=executor, workers=2, batch_size=1).run(small)))
-            per64.append(timed(lambda: Driver(trivial, executor=executor, workers=2, batch_size=64).run(small)))
-    a, b = statistics.median(inline), statistics.median(spread)
+            for name, size in sizes.items():
+                per[name].append(
+                    timed(lambda size=size: Driver(trivial, executor=executor, workers=2, batch_size=size).run(small))
+                )
+    a = statistics.median(inline)
     base = statistics.median(inline_small)
     print(f"3. Dask LocalCluster, 2 worker processes, CPU-bound flow ({len(cpu_inputs)} inputs)")
-    print(f"   inline {len(cpu_inputs) / a:7.1f}/s   Dask {len(cpu_inputs) / b:7.1f}/s   speed-up {a / b:4.2f}x")
-    for name, values in (("batch 1", per1), ("batch 64", per64)):
+    print(f"   inline {len(cpu_inputs) / a:7.1f}/s")
+    for name, values in (("Dask, batch 4", spread), ("Dask, adaptive", spread_auto)):
+        b = statistics.median(values)
+        print(f"   {name:<15} {len(cpu_inputs) / b:7.1f}/s   speed-up {a / b:4.2f}x")
+    for name, values in per.items():
         cost = (statistics.median(values) - base) / len(small) * 1e6
-        print(f"   dispatch overhead per input, {name:<8}: {cost:8.1f} µs")
+        print(f"   dispatch overhead per input, {name:<9}: {cost:8.1f} µs")
 
 
 def main() -> None:

@@ -35,10 +35,12 @@ import contextlib
 import enum
 import heapq
 import itertools
+import math
 import pickle
 import random
 import signal
 import threading
+import time
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -194,6 +196,11 @@ _Raw = tuple[Optional[ErrorKind], Any]  # (None, context) on success, else (kind
 _REMOTE_FLOWS: dict[str, tuple[Flow, Resources]] = {}
 _REMOTE_LOCK = threading.Lock()
 _REMOTE_CACHE_SIZE = 8
+# Adaptive batches (an executor without batch_size): the first size, the largest, and
+# about how many seconds of work one batch may hold.
+_FIRST_BATCH = 8
+_MAX_BATCH = 1024
+_BATCH_WORK = 1.0
 
 
 def _run_batch(
@@ -245,11 +252,12 @@ def _run_remote_batch(
     inputs: list[Input],
     retry_on: tuple[type[BaseException], ...],
     fatal_on: tuple[type[BaseException], ...],
-) -> list[_Raw]:
+) -> tuple[list[_Raw], float]:
     """Run a batch in another process: the flow is unpickled once per process and kept.
 
     Keeping it keeps its resources (sessions, connections) open between batches; a
-    `Fatal` restarts this process's copy of them before the batch goes on.
+    `Fatal` restarts this process's copy of them before the batch goes on.  Returns the
+    outcomes and the seconds the batch took here, which size the next batches.
     """
     with _REMOTE_LOCK:
         held = _REMOTE_FLOWS.get(token)
@@ -259,7 +267,9 @@ def _run_remote_batch(
             while len(_REMOTE_FLOWS) > _REMOTE_CACHE_SIZE:
                 del _REMOTE_FLOWS[next(iter(_REMOTE_FLOWS))]
     flow, resources = held
-    return _run_batch(flow, inputs, retry_on, fatal_on, resources)
+    started = time.perf_counter()
+    raws = _run_batch(flow, inputs, retry_on, fatal_on, resources)
+    return raws, time.perf_counter() - started
 
 
 # -- the driver --------------------------------------------------------------------------
@@ -290,9 +300,11 @@ class Driver:
         how many inputs run at once: 1 runs inline; more use threads (I/O-bound flows),
         or size the work kept in flight on ``executor``.
     ``executor``
-        any `concurrent.futures.Executor`.  Work goes out in batches of ``batch_size``
-        inputs; outside a thread pool the flow is pickled and each worker process keeps
-        its own copy (and restarts its own resources on `Fatal`).
+        any `concurrent.futures.Executor`.  Outside a thread pool the flow is pickled
+        and each worker process keeps its own copy (and restarts its own resources on
+        `Fatal`), and inputs go in batches: ``batch_size`` of them, or, by default, as
+        many as keep the dispatch under about a fifth of the work (measured as batches
+        come back), up to about a second of work per batch.
     ``input_id``
         a key of the inputs, or a function of an input, naming it in results and logs.
     ``on_result``
@@ -347,7 +359,8 @@ class Driver:
         self.workers = workers
         self.executor = executor
         self.remote = executor is not None and not isinstance(executor, cf.ThreadPoolExecutor)
-        self.batch_size = batch_size or (32 if self.remote else 1)
+        self.batch_size = batch_size
+        self.adaptive = batch_size is None and self.remote
         self.input_id = input_id
         self.on_result = on_result
         self.clock = clock
@@ -472,6 +485,8 @@ class _State:
         self.restarts_in_row = 0
         self.exhausted = False
         self.schedule = True  # push retries on `waiting` (the async loop sleeps per task)
+        self.batch = driver.batch_size or (_FIRST_BATCH if driver.adaptive else 1)
+        self.sent: dict[cf.Future[Any], float] = {}  # when each batch left, for sizing
         self.log = _log.logger().bind(flow=driver.flow.name)
         # As for runs: unconfigured structlog would print every debug event.
         self.debug = structlog.is_configured() and _log.debug_enabled(self.log)
@@ -682,16 +697,17 @@ class _State:
         executor = driver.executor
         if executor is None:
             executor = owned = cf.ThreadPoolExecutor(driver.workers, thread_name_prefix="service-flow")
-        in_flight: dict[cf.Future[list[_Raw]], list[_Item]] = {}
-        capacity = driver.workers * 2 if driver.remote or driver.batch_size > 1 else driver.workers
+        in_flight: dict[cf.Future[Any], list[_Item]] = {}
+        capacity = driver.workers * 2 if driver.remote or self.batch > 1 else driver.workers
         fatal: list[_Item] = []  # inputs waiting for a restart (thread pools restart here)
+        sent = self.sent
         report = self.report
         try:
             while True:
                 # Fill the pipeline unless stopping or waiting for in-flight work to drain.
                 while not driver.stopping and not fatal and len(in_flight) < capacity:
                     batch: list[_Item] = []
-                    while len(batch) < driver.batch_size:
+                    while len(batch) < self.batch:
                         item = self.next_input()
                         if item is None:
                             break
@@ -721,11 +737,17 @@ class _State:
                 done, _ = cf.wait(in_flight, timeout=timeout, return_when=cf.FIRST_COMPLETED)
                 for future in done:
                     batch = in_flight.pop(future)
+                    left = sent.pop(future)
                     try:
-                        raws = future.result()
+                        outcome = future.result()
                     except Exception as error:  # noqa: BLE001 - the batch never reported back
                         self._lost(batch, error)
                         continue
+                    raws: list[_Raw] = outcome
+                    if driver.remote:
+                        raws, worked = outcome
+                        if driver.adaptive:
+                            self._resize(len(batch), worked, time.perf_counter() - left)
                     for item, (kind, value) in zip(batch, raws):
                         item.attempts += 1
                         if kind is None:
@@ -769,18 +791,35 @@ class _State:
             item.due = self.clock.now()
             heapq.heappush(self.waiting, (item.due, item.index, item))
 
-    def _submit(
-        self, executor: cf.Executor, batch: list[_Item], in_flight: dict[cf.Future[list[_Raw]], list[_Item]]
-    ) -> None:
+    def _submit(self, executor: cf.Executor, batch: list[_Item], in_flight: dict[cf.Future[Any], list[_Item]]) -> None:
         """Hand ``batch`` to ``executor``; an executor that refuses work stops the driver."""
         try:
-            in_flight[self._send(executor, batch)] = batch
+            future = self._send(executor, batch)
         except Exception as error:  # e.g. a process pool broken by a dead worker
             self.report.not_processed.extend(self._result(item, Outcome.NOT_PROCESSED) for item in batch)
             self.log.exception("driver.executor_failed", error=_log.describe_error(error))
             self.driver.stop(f"the executor refused work: {_log.describe_error(error)}")
+            return
+        in_flight[future] = batch
+        self.sent[future] = time.perf_counter()
 
-    def _send(self, executor: cf.Executor, batch: list[_Item]) -> cf.Future[list[_Raw]]:
+    def _resize(self, size: int, worked: float, round_trip: float) -> None:
+        """Size the next batches from how the last one went (an executor, ``batch_size=None``).
+
+        Dispatch (the round trip less the work) should stay under a fifth of the work,
+        and a batch should hold about a second of work at most, so that the last
+        batches do not keep one worker busy while the others wait.
+        """
+        per_input = worked / size
+        if per_input <= 0:
+            wanted = _MAX_BATCH
+        else:
+            dispatch = max(round_trip - worked, 0.0)
+            wanted = max(1, math.ceil(round(5 * dispatch / per_input, 6)))  # no 50.000001 -> 51
+            wanted = min(wanted, max(1, int(_BATCH_WORK / per_input)))
+        self.batch = max(1, min(wanted, self.batch * 4, _MAX_BATCH))
+
+    def _send(self, executor: cf.Executor, batch: list[_Item]) -> cf.Future[Any]:
         driver = self.driver
         inputs = [item.input for item in batch]
         if driver.remote:
