@@ -19,14 +19,11 @@ import difflib
 import inspect
 import itertools
 import linecache
-import logging
 import sys
 import time
 import weakref
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
-
-import structlog
 
 from service_flow import _log
 from service_flow.exceptions import FlowDefinitionError, FlowError, ForkError, MissingContextKey, StopFlow
@@ -212,16 +209,8 @@ class Plan:
 
     def recorder(self, number: int) -> list[RawRecord]:
         """A fresh list for the raw records of run *number* (logging each step if debug is on)."""
-        log = _log.cached
+        log = _log.debug_logger()
         if log is None:
-            log = _log.logger()
-        try:
-            enabled = log.is_enabled_for(logging.DEBUG)
-        except AttributeError:
-            enabled = _log.debug_enabled(log)
-        # Unconfigured, structlog prints every event: a library should not fill an
-        # application's output with debug lines nobody asked for.
-        if not enabled or not structlog.is_configured():
             return []
         log = log.bind(flow=self.flow_name, run_id=format_run_id(number))
         log.debug("run.started")

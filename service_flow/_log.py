@@ -62,6 +62,24 @@ def debug_enabled(log: Any) -> bool:
         return True
 
 
+def debug_logger() -> Any | None:
+    """The library logger when it would emit a debug event, else ``None`` (cheap).
+
+    Unconfigured, structlog prints every event: a library must not fill an
+    application's output with debug lines nobody asked for, so that counts as off.
+    """
+    if debug_fixed is False:
+        return None
+    log = cached if cached is not None else logger()
+    try:
+        enabled = log.is_enabled_for(logging.DEBUG)
+    except AttributeError:
+        enabled = debug_enabled(log)
+    if not enabled or not structlog.is_configured():
+        return None
+    return log
+
+
 def describe_error(error: BaseException) -> str:
     """``Type: message``, cut short, for a log field (a fork's unknown value left out)."""
     text = f"{type(error).__name__}: {error.redacted() if isinstance(error, ForkError) else error}"

@@ -46,8 +46,6 @@ from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Ma
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Optional, Union
 
-import structlog
-
 from service_flow import _log
 from service_flow._progress import Progress
 from service_flow.clock import SYSTEM_CLOCK, Clock
@@ -488,8 +486,7 @@ class _State:
         self.batch = driver.batch_size or (_FIRST_BATCH if driver.adaptive else 1)
         self.sent: dict[cf.Future[Any], float] = {}  # when each batch left, for sizing
         self.log = _log.logger().bind(flow=driver.flow.name)
-        # As for runs: unconfigured structlog would print every debug event.
-        self.debug = structlog.is_configured() and _log.debug_enabled(self.log)
+        self.debug = _log.debug_logger() is not None
         self.progress = Progress(driver.total, driver.clock) if driver.progress else None
         if self.progress is not None and driver.total is None:
             with contextlib.suppress(TypeError):

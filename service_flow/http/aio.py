@@ -31,9 +31,10 @@ import time
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from service_flow import _log
+from service_flow._log import debug_logger
 from service_flow.exceptions import ConfigurationError
 from service_flow.http import _redact
-from service_flow.http.client import Client, debug_logger, log_request
+from service_flow.http.client import Client, log_request
 from service_flow.http.errors import RetryableHTTPError, TransportError
 from service_flow.http.poll import CLOSE, SEND, Poll
 from service_flow.http.request import Request

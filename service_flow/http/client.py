@@ -15,18 +15,17 @@ do not depend on the transport.
 from __future__ import annotations
 
 import contextlib
-import logging
 import threading
 import time
 from typing import TYPE_CHECKING, Any, Union
 
 import requests
 import requests.adapters
-import structlog
 from urllib3.exceptions import ConnectTimeoutError, MaxRetryError, NewConnectionError
 from urllib3.util import Retry as Urllib3Retry
 
 from service_flow import _log
+from service_flow._log import debug_logger
 from service_flow.clock import SYSTEM_CLOCK, Clock
 from service_flow.exceptions import ConfigurationError
 from service_flow.http import _redact
@@ -383,23 +382,6 @@ def check_timeout(timeout: Any, owner: str) -> float | tuple[float, float]:
         msg = f"{owner}(timeout=) takes positive seconds or a (connect, read) pair of them, got {timeout!r}"
         raise ConfigurationError(msg)
     return (float(values[0]), float(values[1])) if len(values) == 2 else float(values[0])  # noqa: PLR2004
-
-
-def debug_logger() -> Any | None:
-    """The library logger when it would emit a debug event, else ``None`` (cheap)."""
-    if _log.debug_fixed is False:
-        return None
-    log = _log.cached
-    if log is None:
-        log = _log.logger()
-    try:
-        enabled = log.is_enabled_for(logging.DEBUG)
-    except AttributeError:
-        enabled = _log.debug_enabled(log)
-    # Unconfigured, structlog prints every event: no debug lines nobody asked for.
-    if not enabled or not structlog.is_configured():
-        return None
-    return log
 
 
 def log_request(

@@ -43,10 +43,10 @@ import random
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from service_flow import _log
+from service_flow._log import debug_logger
 from service_flow.clock import SYSTEM_CLOCK, Clock
 from service_flow.exceptions import ConfigurationError
 from service_flow.http import _redact
-from service_flow.http.client import debug_logger
 from service_flow.http.conditions import Condition, ConditionSpec, Observed, as_condition
 from service_flow.http.errors import Alarm, HTTPError, PollTimeout
 from service_flow.http.request import Request, response_info
