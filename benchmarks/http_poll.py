@@ -33,6 +33,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from _install import install_into
+
 POLLS = 20  # polls per job: 19 PENDING, then SUCCESS
 JOBS_PER_SAMPLE = 10
 
@@ -123,14 +125,9 @@ print(json.dumps(measure({"floor": floor, "httsleep": sleeper}, rounds)))
 def run_httsleep(base: str, rounds: int) -> dict[str, list[float]] | str:
     """Measure httsleep 0.3.1 in a subprocess; a reason string when it cannot."""
     with tempfile.TemporaryDirectory() as target:
-        install = subprocess.run(
-            [sys.executable, "-m", "pip", "install", "--quiet", "--target", target, "httsleep==0.3.1"],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if install.returncode != 0:
-            return f"could not install httsleep 0.3.1: {install.stderr.strip()[-200:]}"
+        failure = install_into(target, "httsleep==0.3.1")
+        if failure is not None:
+            return failure
         import inspect
 
         helpers = "\n".join(

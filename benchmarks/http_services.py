@@ -36,6 +36,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Callable
 
+from _install import install_into
+
 HERE = Path(__file__).resolve().parent
 
 TIMEOUT = (3.05, 30.0)
@@ -171,14 +173,9 @@ def run_orchestrator(base: str, rounds: int) -> dict[str, list[float]] | str:
     import inspect
 
     with tempfile.TemporaryDirectory() as target:
-        install = subprocess.run(
-            [sys.executable, "-m", "pip", "install", "--quiet", "--target", target, "httporchestrator==1.0.2"],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if install.returncode != 0:
-            return f"could not install httporchestrator 1.0.2: {install.stderr.strip()[-200:]}"
+        failure = install_into(target, "httporchestrator==1.0.2")
+        if failure is not None:
+            return failure
         helpers = "\n".join(
             ["import time", "from typing import Any, Callable", f"TIMEOUT = {TIMEOUT!r}"]
             + [inspect.getsource(f) for f in (per_call_us, measure, make_raw)]

@@ -29,6 +29,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from _install import install_into
+
 SIZES = (10, 100)
 
 
@@ -93,14 +95,9 @@ print(json.dumps(out))
 def run_original(rounds: int) -> dict[int, dict[str, list[float]]] | str:
     """Measure service-flow 0.3.1 in a subprocess; a reason string when it cannot."""
     with tempfile.TemporaryDirectory() as target:
-        install = subprocess.run(
-            [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", target, "service-flow==0.3.1"],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if install.returncode != 0:
-            return f"could not install service-flow 0.3.1: {install.stderr.strip()[-200:]}"
+        failure = install_into(target, "service-flow==0.3.1", no_deps=True)
+        if failure is not None:
+            return failure
         helpers = _helper_source()
         done = subprocess.run(
             [sys.executable, "-c", ORIGINAL_SCRIPT, target, helpers, json.dumps(SIZES), str(rounds)],
