@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from service_flow.http.aio import AsyncClient, AsyncPoll, AsyncRequest
 from service_flow.http.auth import Auth, BasicAuth, BearerAuth
-from service_flow.http.client import DEFAULT_TIMEOUT, RETRY_STATUSES, Client, Limit, Timeout, TransportRetry
+from service_flow.http.client import DEFAULT_TIMEOUT, RETRY_STATUSES, Client, Limit, Timeout, TransportRetry, Verify
 from service_flow.http.conditions import (
     AllOf,
     AnyOf,
@@ -39,6 +39,7 @@ from service_flow.http.conditions import (
     as_condition,
 )
 from service_flow.http.errors import (
+    BodyTooLarge,
     CaptureFailed,
     CheckFailed,
     FatalHTTPError,
@@ -70,6 +71,7 @@ __all__ = [
     "Auth",
     "BasicAuth",
     "BearerAuth",
+    "BodyTooLarge",
     "Callback",
     "Capture",
     "CaptureFailed",
@@ -102,6 +104,7 @@ __all__ = [
     "Timeout",
     "TransportError",
     "TransportRetry",
+    "Verify",
     "as_condition",
     "parse_retry_after",
 ]

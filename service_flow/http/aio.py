@@ -17,8 +17,11 @@ context and judging the response are the very same code; only sending differs
 task waiting for a `RateLimit` or a `ConcurrencyLimit` never blocks the event loop.
 
 The ``httpx.AsyncClient`` behind an `AsyncClient` belongs to the event loop that first
-used it; a run in another loop opens its own.  Close it with ``await api.aclose()`` (or
-``async with api:``) before its loop ends.
+used it; a run in another loop opens its own (and a request with its own ``verify``, one
+for that setting).  Close them with ``await api.aclose()`` (or ``async with api:``)
+before its loop ends.  httpx reads the environment (proxies, ``NO_PROXY``,
+``SSL_CERT_FILE``, ``SSL_CERT_DIR``) once, when it opens, unless ``trust_env=False``; an
+explicit ``verify`` (``False`` or a CA path, made an SSL context) always wins.
 """
 
 from __future__ import annotations
@@ -28,13 +31,15 @@ import contextlib
 import functools
 import ssl
 import time
+import zlib
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from service_flow import _log
 from service_flow._log import debug_logger
 from service_flow.exceptions import ConfigurationError
-from service_flow.http import _redact
-from service_flow.http.client import Client, log_request
+from service_flow.http import _body, _redact
+from service_flow.http.client import Client, forget_frames, log_request
 from service_flow.http.errors import RetryableHTTPError, TransportError
 from service_flow.http.poll import CLOSE, SEND, Poll
 from service_flow.http.request import Request
@@ -76,31 +81,45 @@ class AsyncClient(Client):
             raise ConfigurationError(msg)
         super().__init__(base_url, **options)
         self.connect_retries = retries
-        self._async: tuple[asyncio.AbstractEventLoop, httpx.AsyncClient] | None = None
+        # The httpx clients of one event loop, one per verify setting in use.
+        self._async: tuple[asyncio.AbstractEventLoop, dict[bool | str, httpx.AsyncClient]] | None = None
 
-    def _client(self) -> httpx.AsyncClient:
+    def _client(self, verify: bool | str | None = None) -> httpx.AsyncClient:
+        verify = self.verify if verify is None else verify
         loop = asyncio.get_running_loop()
         current = self._async
         if current is not None and current[0] is loop:
-            return current[1]
+            client = current[1].get(verify)
+            if client is not None:
+                return client
         with self._lock:
             current = self._async
             if current is None or current[0] is not loop:
-                httpx = _httpx()
-                transport = httpx.AsyncHTTPTransport(
-                    retries=self.connect_retries,
-                    verify=self.verify,
-                    limits=httpx.Limits(max_connections=self.pool_size, max_keepalive_connections=self.pool_size),
-                )
-                current = self._async = (loop, httpx.AsyncClient(transport=transport, verify=self.verify))
-        return current[1]
+                current = self._async = (loop, {})
+            client = current[1].get(verify)
+            if client is None:
+                client = current[1][verify] = self._new_client(verify)
+        return client
+
+    def _new_client(self, verify: bool | str) -> httpx.AsyncClient:
+        lib = _httpx()
+        tls = _ssl_context(verify) if isinstance(verify, str) else verify
+        transport = lib.AsyncHTTPTransport(
+            retries=self.connect_retries,
+            verify=tls,
+            trust_env=self.trust_env,
+            limits=lib.Limits(max_connections=self.pool_size, max_keepalive_connections=self.pool_size),
+        )
+        client: httpx.AsyncClient = lib.AsyncClient(transport=transport, verify=tls, trust_env=self.trust_env)
+        return client
 
     async def aclose(self) -> None:
-        """Close the ``httpx`` client and its connections (call it in the loop that used it)."""
+        """Close the ``httpx`` clients and their connections (call it in the loop that used them)."""
         with self._lock:
             current, self._async = self._async, None
         if current is not None:
-            await current[1].aclose()
+            for client in current[1].values():
+                await client.aclose()
 
     def setup(self) -> None:
         """Drop the ``httpx`` client: the next request opens a fresh one (a restart after `Fatal`)."""
@@ -112,21 +131,22 @@ class AsyncClient(Client):
             current, self._async = self._async, None
         if current is None:
             return
-        loop, client = current
+        loop, clients = current
         if loop.is_closed():
             return
         try:
             running = asyncio.get_running_loop()
         except RuntimeError:
             running = None
-        if running is loop:
-            task = loop.create_task(client.aclose())
-            _PENDING.add(task)
-            task.add_done_callback(_PENDING.discard)
-        elif loop.is_running():
-            asyncio.run_coroutine_threadsafe(client.aclose(), loop)
-        else:
-            loop.run_until_complete(client.aclose())
+        for client in clients.values():
+            if running is loop:
+                task = loop.create_task(client.aclose())
+                _PENDING.add(task)
+                task.add_done_callback(_PENDING.discard)
+            elif loop.is_running():
+                asyncio.run_coroutine_threadsafe(client.aclose(), loop)
+            else:
+                loop.run_until_complete(client.aclose())
 
     async def __aenter__(self) -> Self:
         return self
@@ -168,14 +188,16 @@ class AsyncClient(Client):
         return self.request("HEAD", url, **options)
 
     async def asend(self, out: Outgoing, *, auth: Auth | None = None, limits: Sequence[Limit] = ()) -> httpx.Response:
-        """Send ``out`` with ``httpx`` and return the response; the async `Client.send`.
+        """Send ``out`` with ``httpx`` and return the response, its body not read yet; the async `Client.send`.
+
+        The caller reads the body (within ``max_body``) and closes the response.
 
         ``limits`` are entered (``async with`` when they support it) around each attempt;
         a 401 lets ``auth`` refresh once; transport failures become `RetryableHTTPError`
         or `TransportError` by the same rules as `Client.send`.
         """
         httpx = _httpx()
-        client = self._client()
+        client = self._client(out.verify)
         attempt = 0
         while True:
             attempt += 1
@@ -215,7 +237,7 @@ class AsyncClient(Client):
         data, content = out.data, None
         if isinstance(data, (str, bytes)):  # httpx takes raw bodies as content=
             data, content = None, data
-        return await client.request(
+        request = client.build_request(
             out.method,
             out.url,
             headers=headers,
@@ -223,8 +245,15 @@ class AsyncClient(Client):
             data=data,
             content=content,
             timeout=_httpx().Timeout(read, connect=connect),
-            follow_redirects=out.allow_redirects,
         )
+        # Streamed: the body is read by the caller, within max_body.
+        return await client.send(request, stream=True, follow_redirects=out.allow_redirects)
+
+    def read_error(self, out: Outgoing, error: Exception) -> Exception:
+        """The error for a body that broke off or could not be decoded while it was read."""
+        if isinstance(error, _httpx().DecodingError):
+            error = zlib.error(str(error))  # not transient: Client.read_error says so
+        return super().read_error(out, error)
 
     def _async_transport_error(
         self, out: Outgoing, error: Exception, elapsed: float, attempt: int, auth: Auth | None
@@ -247,6 +276,13 @@ class AsyncClient(Client):
 
 
 _PENDING: set[asyncio.Task[None]] = set()  # closing tasks, kept alive until done
+
+
+def _ssl_context(path: str) -> ssl.SSLContext:
+    """An SSL context trusting the CA bundle at ``path`` (a file or a directory)."""
+    if Path(path).is_dir():
+        return ssl.create_default_context(capath=path)
+    return ssl.create_default_context(cafile=path)
 
 
 def _caused_by(error: BaseException, kind: type[BaseException]) -> bool:
@@ -275,12 +311,33 @@ class AsyncRequest(Request):
 
     async def __call__(self, context: dict[str, Any]) -> dict[str, Any]:  # type: ignore[override]
         """Send the request built from ``context``; return the captured values."""
+        try:
+            return await self._acall(context)
+        except Exception as error:
+            forget_frames(error)  # a kept error keeps no response, client or header
+            raise
+
+    async def _acall(self, context: dict[str, Any]) -> dict[str, Any]:
         out = self.build(context)
         response = await self.async_client.asend(out, auth=self.auth, limits=self.limits)
         try:
+            if self.accepts(response.status_code):
+                await self.aread_body(response, out)
+            else:
+                await _body.aread_prefix(response)  # for the error's excerpt
             return self.interpret(response, out)
         finally:
             await response.aclose()
+
+    async def aread_body(self, response: Any, out: Outgoing) -> None:
+        """Read an httpx response's body whole, within ``max_body`` (`BodyTooLarge` beyond)."""
+        try:
+            whole = await _body.aread(response, out.max_body, head=out.method == "HEAD")
+        except (_httpx().RequestError, zlib.error) as error:
+            await response.aclose()
+            raise self.async_client.read_error(out, error) from None
+        if not whole:
+            raise self.too_large(response, out)
 
     def _replace(self, **changes: Any) -> AsyncRequest:
         config = {**self._config, **changes}
@@ -312,10 +369,17 @@ class AsyncPoll(Poll):
 
     async def __call__(self, context: dict[str, Any]) -> dict[str, Any]:  # type: ignore[override]
         """Poll with the request built from ``context``; return its captures from the final response."""
+        try:
+            return await self._apoll(context)
+        except Exception as error:
+            forget_frames(error)  # a kept error keeps no response, client or header
+            raise
+
+    async def _apoll(self, context: dict[str, Any]) -> dict[str, Any]:
         out = self.request.build(context)
         request = self.request
         assert isinstance(request, AsyncRequest)  # noqa: S101 - checked when built
-        send, auth, limits = request.async_client.asend, request.auth, request.limits
+        send, read, auth, limits = request.async_client.asend, request.aread_body, request.auth, request.limits
         loop = self._loop(out)  # the same loop as Poll's; only the acting differs
         command, value = next(loop)
         while True:
@@ -323,6 +387,7 @@ class AsyncPoll(Poll):
             try:
                 if command is SEND:
                     result = await send(out, auth=auth, limits=limits)
+                    await read(result, out)  # within max_body; closes the response when it fails
                 elif command is CLOSE:
                     await value.aclose()
                 else:
