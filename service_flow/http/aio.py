@@ -104,13 +104,22 @@ class AsyncClient(Client):
     def _new_client(self, verify: bool | str) -> httpx.AsyncClient:
         lib = _httpx()
         tls = _ssl_context(verify) if isinstance(verify, str) else verify
-        transport = lib.AsyncHTTPTransport(
-            retries=self.connect_retries,
-            verify=tls,
-            trust_env=self.trust_env,
-            limits=lib.Limits(max_connections=self.pool_size, max_keepalive_connections=self.pool_size),
+
+        def transport(proxy: str | None = None) -> httpx.AsyncHTTPTransport:
+            return lib.AsyncHTTPTransport(  # type: ignore[no-any-return]
+                retries=self.connect_retries,
+                verify=tls,
+                trust_env=self.trust_env,
+                proxy=proxy,
+                limits=lib.Limits(max_connections=self.pool_size, max_keepalive_connections=self.pool_size),
+            )
+
+        # httpx ignores the environment's proxies once given a transport: mount them ourselves.
+        proxies = _environment_proxies() if self.trust_env else {}
+        mounts = {pattern: None if url is None else transport(url) for pattern, url in proxies.items()}
+        client: httpx.AsyncClient = lib.AsyncClient(
+            transport=transport(), mounts=mounts, verify=tls, trust_env=self.trust_env
         )
-        client: httpx.AsyncClient = lib.AsyncClient(transport=transport, verify=tls, trust_env=self.trust_env)
         return client
 
     async def aclose(self) -> None:
@@ -276,6 +285,15 @@ class AsyncClient(Client):
 
 
 _PENDING: set[asyncio.Task[None]] = set()  # closing tasks, kept alive until done
+
+
+def _environment_proxies() -> dict[str, str | None]:
+    """The environment's proxies as httpx mounts (``NO_PROXY`` hosts mapped to ``None``), as httpx reads them."""
+    try:
+        from httpx._utils import get_environment_proxies
+    except ImportError:  # pragma: no cover - httpx moved it: no proxies rather than a crash
+        return {}
+    return get_environment_proxies()
 
 
 def _ssl_context(path: str) -> ssl.SSLContext:
