@@ -51,7 +51,7 @@ def number_problem(name: str, value: object, *, minimum: float = 0, integer: boo
         if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
             return f"{name} must be a whole number of at least {minimum:g}, got {value!r}"
         return None
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value < minimum:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not minimum <= value < math.inf:
         return f"{name} must be a finite number of at least {minimum:g}, got {value!r}"
     return None
 
@@ -142,8 +142,7 @@ class RetryPolicy:
                 asked is not None
                 and not isinstance(asked, bool)
                 and isinstance(asked, (int, float))
-                and math.isfinite(asked)
-                and asked >= 0
+                and 0 <= asked < math.inf  # exact for ints of any size; NaN fails it
             ):
                 return float(min(asked, self.ceiling))
         delay = self.backoff(retry)
