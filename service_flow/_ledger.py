@@ -278,12 +278,12 @@ class Ledger:
             return heapq.heappop(waiting)[2]
         return self.read()
 
-    def requeue(self, items: Iterable[Item]) -> None:
-        """Inputs to run again as soon as possible (after a restart, or never started)."""
-        now = self.clock.now()
+    def requeue(self, items: Iterable[Item], delay: float = 0.0) -> None:
+        """Inputs to run again after ``delay`` (after a restart, or never started)."""
+        due = self.clock.now() + delay
         for item in items:
-            item.due = now
-            heapq.heappush(self.waiting, (now, item.index, item))
+            item.due = due
+            heapq.heappush(self.waiting, (due, item.index, item))
 
     def wait_for_retry(self) -> bool:
         """Sleep until the earliest waiting retry is due; ``False`` if there is none."""

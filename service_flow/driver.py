@@ -595,10 +595,12 @@ class _Pool:
                         continue
                     if item.restarts < driver.steering.max_restarts:  # the worker restarted its copy
                         ledger.report.restarts += 1
-                    if ledger.restart_wait([item]):
-                        ledger.requeue([item])
-                    else:
+                    # Its backoff is its own: the other workers go on meanwhile.
+                    delay = ledger.restart_due([item])
+                    if delay is None:
                         ledger.not_processed([item])
+                    else:
+                        ledger.requeue([item], delay)
                     continue
             if result is not None:
                 yield result

@@ -51,7 +51,7 @@ def number_problem(name: str, value: object, *, minimum: float = 0, integer: boo
         if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
             return f"{name} must be a whole number of at least {minimum:g}, got {value!r}"
         return None
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not minimum <= value < math.inf:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not minimum <= value < math.inf:
         return f"{name} must be a finite number of at least {minimum:g}, got {value!r}"
     return None
 
@@ -70,8 +70,8 @@ class RetryPolicy:
     workers failing together do not retry together.  A ``Retry(delay=...)`` raised by a
     service replaces the computed delay (an HTTP ``Retry-After``, for instance), up to
     ``ceiling`` seconds: no delay this policy hands out is longer than ``ceiling``.  A
-    ``Retry`` whose delay is not a finite number of seconds (one built around its
-    constructor) gets the computed delay instead.
+    ``Retry`` whose delay is not a number of seconds, zero or more (NaN, a string: one
+    built around its constructor's check) gets the computed delay instead.
 
     ``max_attempts`` counts every attempt, the first included: ``RetryPolicy(max_attempts=1)``
     never retries.  Every option is checked when the policy is made.
@@ -142,9 +142,9 @@ class RetryPolicy:
                 asked is not None
                 and not isinstance(asked, bool)
                 and isinstance(asked, (int, float))
-                and 0 <= asked < math.inf  # exact for ints of any size; NaN fails it
+                and asked >= 0  # exact for ints of any size; NaN fails it
             ):
-                return float(min(asked, self.ceiling))
+                return float(min(asked, self.ceiling))  # infinity: as long as allowed
         delay = self.backoff(retry)
         if self.jitter and delay:
             delay -= delay * self.jitter * (rng or _RANDOM).random()
