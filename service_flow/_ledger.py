@@ -67,7 +67,7 @@ def fresh(data: Input) -> dict[str, Any]:
 
 def attach_report(error: BaseException, report: Report | None) -> None:
     """Hang ``report`` on ``error`` as ``error.report`` (what was done before it was raised)."""
-    if report is None:
+    if report is None or getattr(error, "report", None) is report:
         return
     with contextlib.suppress(AttributeError, TypeError):  # an exception without a __dict__
         error.report = report  # type: ignore[attr-defined]

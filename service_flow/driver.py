@@ -13,12 +13,17 @@ success            records it as *succeeded*
                    input becomes a *dead letter* carrying every attempt's error
 `Fatal`            restarts the processor: every resource of the flow's services
                    gets ``teardown()`` then ``setup()`` (see `service_flow.Resources`),
-                   then the same input runs again; restarts back off too, and after
-                   ``max_restarts`` in a row the driver stops and reports every input
-                   it did not process
+                   then the same input runs again; restarts back off too, and when an
+                   input's attempt after ``max_restarts`` restarts in a row raises
+                   `Fatal` again, the driver stops and reports every input it did not
+                   process (the budget is the input's: see `service_flow.policy.Steering`)
 anything else      a *dead letter* (``retry_on``/``fatal_on`` turn given exception
                    types into retries or restarts)
 =================  ==============================================================
+
+Each attempt runs on an untouched copy of the input, nested values included.  Whatever
+ends a run early (``on_result`` or the source raising) propagates with the `Report` in
+its ``report`` attribute.
 
 Inputs stream: the driver reads the iterable lazily and keeps only what it must (dead
 letters, inputs waiting for a retry), so a generator of a million mappings runs in
@@ -118,10 +123,11 @@ class Driver:
     ``retry``
         the `RetryPolicy` for `Retry` (attempts, backoff, cap, jitter).
     ``restart``
-        the backoff between restarts after `Fatal`; ``max_restarts`` restarts in a row
-        (with no input finished in between) make the driver give up.
+        the backoff between restarts after `Fatal`; an input may cause ``max_restarts``
+        restarts in a row (its attempts raising `Fatal` one after the other): when its
+        attempt after the last of them raises `Fatal` again, the driver gives up.
     ``retry_on`` / ``fatal_on``
-        exception types to treat as `Retry` / `Fatal`.
+        exception types (one class, or several) to treat as `Retry` / `Fatal`.
     ``workers``
         how many inputs run at once: 1 runs inline; more use threads (I/O-bound flows),
         or size the work kept in flight on ``executor``.
@@ -352,7 +358,13 @@ class Drive(Iterator[Result]):
         self._gen = self._generate()
 
     def __next__(self) -> Result:
-        return next(self._gen)
+        try:
+            return next(self._gen)
+        except StopIteration:
+            raise
+        except BaseException as error:  # interrupted: the report was ended on the way out
+            attach_report(error, self.report)
+            raise
 
     def close(self, reason: str = "the drive was closed before its end") -> None:
         """Stop: finish what is in flight (outcomes counted, no more results), end the report."""
