@@ -352,10 +352,15 @@ class Drive(Iterator[Result]):
 
     def __init__(self, driver: Driver, inputs: Iterable[Input], *, emit: bool) -> None:
         self.driver = driver
-        self.report: Report | None = None
-        self._source = iter(inputs)
-        self._emit = emit
-        self._gen = self._generate()
+        self._ended: list[Report] = []  # filled by the generator, which must not hold self
+        # (a cycle would keep an abandoned drive, and its signal handlers, until the
+        # collector runs; without one, dropping the drive closes the generator at once)
+        self._gen = _generate(driver, iter(inputs), self._ended, emit=emit)
+
+    @property
+    def report(self) -> Report | None:
+        """The `Report`, once the drive is exhausted or closed (else ``None``)."""
+        return self._ended[0] if self._ended else None
 
     def __next__(self) -> Result:
         try:
@@ -378,22 +383,24 @@ class Drive(Iterator[Result]):
     def __exit__(self, *_exc: object) -> None:
         self.close()
 
-    def _generate(self) -> Generator[Result, None, None]:
-        driver = self.driver
-        ledger = Ledger(driver, self._source)
-        try:
-            with _signals(driver):
-                if ledger.debug:
-                    ledger.log.debug("driver.started", workers=driver.workers, remote=driver.remote)
-                if driver.executor is None and driver.workers == 1:
-                    yield from _inline(driver, ledger, emit=self._emit)
-                else:
-                    yield from _Pool(driver, ledger).run(emit=self._emit)
-        finally:
-            self.report = ledger.finish()
-        if ledger.source_error is not None:
-            attach_report(ledger.source_error, self.report)
-            raise ledger.source_error
+
+def _generate(
+    driver: Driver, source: Iterator[Input], ended: list[Report], *, emit: bool
+) -> Generator[Result, None, None]:
+    ledger = Ledger(driver, source)
+    try:
+        with _signals(driver):
+            if ledger.debug:
+                ledger.log.debug("driver.started", workers=driver.workers, remote=driver.remote)
+            if driver.executor is None and driver.workers == 1:
+                yield from _inline(driver, ledger, emit=emit)
+            else:
+                yield from _Pool(driver, ledger).run(emit=emit)
+    finally:
+        ended.append(ledger.finish())
+    if ledger.source_error is not None:
+        attach_report(ledger.source_error, ended[0])
+        raise ledger.source_error
 
 
 # -- inline ------------------------------------------------------------------------------

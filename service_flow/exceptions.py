@@ -133,7 +133,7 @@ class Retry(FlowError):
         ):
             # Refused here, where the bad value is made; raised by a service, this error
             # makes the input a dead letter naming it (never a stuck or crashed runner).
-            msg = f"Retry delay must be a finite number of seconds, zero or more, got {delay!r}"
+            msg = f"Retry delay must be a finite number, zero or more seconds, got {delay!r}"
             raise ConfigurationError(msg)
         super().__init__(*args, flow=flow, step=step)
         self.delay = delay

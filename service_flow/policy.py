@@ -99,7 +99,8 @@ class RetryPolicy:
                 number_problem("max_attempts", self.max_attempts, minimum=1, integer=True),
                 number_problem("initial", self.initial),
                 number_problem("multiplier", self.multiplier, minimum=1),
-                number_problem("max_delay", self.max_delay),
+                # An infinite max_delay means no cap of its own: the ceiling still caps.
+                None if self.max_delay == math.inf else number_problem("max_delay", self.max_delay),
                 number_problem("jitter", self.jitter),
                 number_problem("ceiling", self.ceiling),
             )
