@@ -81,6 +81,7 @@ TASK_DEFAULTS: dict[str, Any] = {
 }
 """The Celery task options `flow_task` sets (the keywords you pass override them)."""
 
+# Keyword arguments the task sends itself on a retry (reserved: not input keys).
 _ERRORS_KWARG = "attempt_errors"
 _RESTARTS_KWARG = "fatal_restarts"
 
@@ -99,7 +100,8 @@ class FlowTaskResult(TypedDict):
     run_id: str
     """The run id of the last attempt (its log events carry it)."""
     attempts: int
-    """How many times the input was run (retries included, requeues after `Fatal` not)."""
+    """How many times the input was run, counted as the driver counts them (retries and the
+    runs after a `Fatal` restart included)."""
 
 
 class FlowTaskFailed(FlowError):
