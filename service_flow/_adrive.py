@@ -39,19 +39,18 @@ class AsyncDrive:
         self.running = 0
         self.idle = asyncio.Condition()
         self.failure: BaseException | None = None  # what on_result raised first
+        self.stopped = asyncio.Event()  # set by driver.stop(), from any thread
 
     async def run(self) -> Report:  # noqa: C901 - each way a run ends
         driver, ledger = self.driver, self.ledger
         self.gate.set()
+        loop = asyncio.get_running_loop()
+        driver._wake = lambda: loop.call_soon_threadsafe(self.stopped.set)  # noqa: SLF001
+        if driver.stopping:
+            self.stopped.set()
         tasks: set[asyncio.Task[None]] = set()
         index = itertools.count()
-        inputs = self.inputs
-        if isinstance(inputs, AsyncIterable):
-            source: Any = inputs.__aiter__()
-            take = source.__anext__
-        else:
-            source = iter(inputs)
-            take = _async_next(source)
+        source, take = _open(self.inputs)
         if ledger.debug:
             ledger.log.debug("driver.started", workers=self.concurrency)
         interrupted: BaseException | None = None
@@ -81,6 +80,7 @@ class AsyncDrive:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+        driver._wake = None  # noqa: SLF001
         ledger.source = source
         report = ledger.finish()
         raised = interrupted or self.failure or ledger.source_error
@@ -133,16 +133,28 @@ class AsyncDrive:
                     if not await self._restart(item):
                         break
                     continue
-                # A retry: wait for it without holding a slot.
+                # A retry: wait for it without holding a slot (a stop ends the wait).
                 self.slots.release()
                 try:
-                    await driver.clock.asleep(item.due - driver.clock.now())
+                    await self._sleep(item.due - driver.clock.now())
                 finally:
                     await self.slots.acquire()
         finally:
             if not finished:
                 ledger.not_processed([item])
             self.slots.release()
+
+    async def _sleep(self, seconds: float) -> None:
+        """Sleep on the driver's clock, or until the driver is stopped."""
+        if self.stopped.is_set():
+            return
+        sleeper = asyncio.ensure_future(self.driver.clock.asleep(seconds))
+        stopper = asyncio.ensure_future(self.stopped.wait())
+        try:
+            await asyncio.wait({sleeper, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            sleeper.cancel()
+            stopper.cancel()
 
     async def _restart(self, item: Item) -> bool:
         """Close the gate, let running flows finish, restart the resources, reopen."""
@@ -160,13 +172,24 @@ class AsyncDrive:
                 delay = ledger.restart_due([item])
                 if delay is None:
                     return False
-                await self.driver.clock.asleep(delay)
+                await self._sleep(delay)
+                if self.driver.stopping:
+                    return False
                 failure = ledger.restart()
                 if failure is None:
                     return not self.driver.stopping
                 item.errors.append(failure)
         finally:
             self.gate.set()
+
+
+def _open(inputs: Iterable[Input] | AsyncIterable[Input]) -> tuple[Any, Callable[[], Any]]:
+    """The source, and the coroutine function taking its next input."""
+    if isinstance(inputs, AsyncIterable):
+        source = inputs.__aiter__()
+        return source, source.__anext__
+    iterator = iter(inputs)
+    return iterator, _async_next(iterator)
 
 
 def _async_next(source: Iterator[Input]) -> Callable[[], Any]:

@@ -214,6 +214,7 @@ class Driver:
         self._token = uuid.uuid4().hex
         self._flow_bytes: bytes | None = None
         self._submissions = itertools.count()
+        self._wake: Callable[[], object] | None = None
 
     def __repr__(self) -> str:
         return f"Driver({self.flow.name!r}, workers={self.workers})"
@@ -290,6 +291,9 @@ class Driver:
             self._stop_reason = reason
             self._stopping = True
             self._stop.set()
+            wake = self._wake
+            if wake is not None:  # an arun sleeping through a retry delay
+                wake()
 
     @property
     def stopping(self) -> bool:

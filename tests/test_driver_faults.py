@@ -519,3 +519,23 @@ def test_a_successful_run_prints_nothing_when_structlog_is_unconfigured(tmp_path
     assert sum("input.dead" in line for line in lines) == 2  # what went wrong for good is said
     assert sum("driver.finished" in line for line in lines) == 2
     assert not any("input.retry" in line or "driver.restart" in line for line in lines)
+
+
+def test_a_stop_ends_arun_s_wait_for_a_long_retry():
+    def later(n):
+        if n == 0:
+            raise Retry("much later", delay=3000)
+        return {"ok": n}
+
+    driver = Driver(later)
+
+    async def main():
+        runner = asyncio.ensure_future(driver.arun([{"n": 0}, {"n": 1}]))
+        await asyncio.sleep(0.05)
+        threading.Thread(target=driver.stop, args=("enough",)).start()  # from another thread
+        return await asyncio.wait_for(runner, timeout=5)
+
+    report = asyncio.run(main())
+    assert report.stop_reason == "enough"
+    assert report.succeeded == 1
+    assert [r.position for r in report.not_processed] == [0]
