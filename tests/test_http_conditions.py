@@ -300,7 +300,8 @@ def test_a_list_needs_any_of_its_items():
     [
         ({}, "empty condition dict"),
         ([], "empty list"),
-        ({"status": 200}, "unknown condition key"),
+        ({"statuz": 200}, "unknown condition key"),
+        ({"status": 200, "status_code": 200}, "not both"),
         ({"jsonpath": [{"expression": "$.x"}]}, "'expression' and 'value'"),
         ({"status_code": "200"}, "not an HTTP status code"),
         ({"text": 3}, "must be a str"),

@@ -162,7 +162,8 @@ def test_a_failed_check_says_which_with_status_and_body_excerpt(httpserver: HTTP
     with pytest.raises(CheckFailed) as caught:
         step({})
     error = caught.value
-    assert error.check == "JSON path '$.state' == expected value"
+    assert error.check == "JsonPath('$.state').selects('done')"
+    assert "'$.state' selected a string, not the expected value" in str(error)
     assert error.status == 200
     message = str(error)
     assert "GET http://" in message
@@ -214,7 +215,7 @@ def test_checks_take_functions_and_the_polling_conditions(httpserver: HTTPServer
     def never(response: object) -> bool:
         return False
 
-    with pytest.raises(CheckFailed, match=r"check never\(response\) failed"):
+    with pytest.raises(CheckFailed, match=r"check Callback\(never\) failed: it returned a false value"):
         api.get("/x").check(is_done).check(never)({})
 
 
