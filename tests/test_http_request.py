@@ -415,6 +415,10 @@ def test_precompiled_jsonpath_ng_expressions_in_captures_and_checks(httpserver: 
     )
     assert step({}) == {"ids": [1, 2], "good": 1, "first": 1}
     assert pickle.loads(pickle.dumps(step))({}) == {"ids": [1, 2], "good": 1, "first": 1}
+    plain = Request(
+        "GET", "/x", client=api, capture={"good": good}, check={"jsonpath": [{"expression": ids, "value": [1, 2]}]}
+    )
+    assert plain({}) == {"good": 1}
     with pytest.raises(ConfigurationError, match="JSON path"):
         Capture.json(42)  # type: ignore[arg-type]
 

@@ -15,7 +15,8 @@
 Each poll sends the `Request` through its client (auth, limits and logging included)
 and looks at the response with the conditions (`service_flow.http.conditions`):
 
-* when ``alarm`` holds, `Alarm` is raised, carrying the condition and the response;
+* when ``alarm`` holds, `Alarm` is raised, carrying the alarm that held (one of a
+  list) and the response;
 * when ``until`` holds, the response goes through the request's checks and captures
   (its status mapping is skipped: ``until`` already said this response is the answer),
   and the captures are merged into the context, as a request's would be;
@@ -92,12 +93,17 @@ class Poll(Service):
         the `requests`/`httpx` error it was made from: ``requests.ConnectionError``
         works too);
     ``max_attempts``, ``timeout``
-        when to give up: polls made, seconds since the first poll; at least one of
-        them.  A request in flight may overrun ``timeout`` by its own timeout;
+        when to give up: polls made (a whole number, at least 1), seconds since the
+        first poll (finite, more than 0); at least one of them.  A request in flight
+        may overrun ``timeout`` by its own timeout;
     ``interval``, ``backoff``, ``max_interval``, ``jitter``
         the wait before poll ``n + 1`` is ``min(max_interval, interval * backoff **
         (n - 1))`` less a random fraction up to ``jitter`` (`RetryPolicy`'s rule);
-        ``0`` polls without sleeping;
+        ``0`` polls without sleeping.  Finite numbers: seconds (0 or more), a factor
+        of at least 1, a fraction between 0 and 1; ``max_interval=None``: no cap.
+
+    Every option is checked here: NaN, infinities, strings, booleans and negatives
+    are a `ConfigurationError` naming the option.
     ``clock``
         what it sleeps on and reads the time from (a `FakeClock` in tests);
     ``name``
