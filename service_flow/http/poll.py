@@ -43,6 +43,7 @@ import functools
 import math
 import numbers
 import random
+import sys
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from service_flow import _log
@@ -155,7 +156,8 @@ class Poll(Service):
         self.intervals = RetryPolicy(
             initial=_number(interval, "interval", owner),
             multiplier=_number(backoff, "backoff", owner, at_least=1, rule="at least 1", unit=""),
-            max_delay=float("inf") if cap is None else cap,
+            # No cap asked for: the largest finite one (a policy's caps are finite numbers).
+            max_delay=sys.float_info.max if cap is None else cap,
             jitter=_number(jitter, "jitter", owner, at_most=1, rule="between 0 and 1", unit=""),
         )
         self.clock = clock
