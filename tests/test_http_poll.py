@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import re
 import socket
 
 import pytest
@@ -510,3 +511,28 @@ def test_usable_numbers_of_any_real_type_are_taken(httpserver, api):
     )
     assert poll({}) == {}
     assert clock.sleeps == [0.5, 1.0]
+
+
+@pytest.mark.parametrize("path", sorted(HOSTILE))
+def test_async_checks_captures_and_polls_on_hostile_bodies_name_the_path(httpserver, path):
+    import asyncio
+
+    from service_flow.http import CaptureFailed
+    from service_flow.http.aio import AsyncClient, AsyncPoll
+
+    httpserver.expect_request(path).respond_with_response(HOSTILE[path])
+    expression = "$.a" if path == "/deep" else "$.items[/n]"
+
+    async def main():
+        client = AsyncClient(httpserver.url_for(""))
+        try:
+            with pytest.raises(CaptureFailed, match=re.escape(repr(expression))):
+                await client.get(path).capture("x", expression)({})
+            with pytest.raises(CheckFailed, match=re.escape(repr(expression))):
+                await client.get(path).check(JsonPath(expression).exists())({})
+            with pytest.raises(PollTimeout):
+                await AsyncPoll(client.get(path), until=JsonPath(expression).exists(), max_attempts=2, interval=0)({})
+        finally:
+            await client.aclose()
+
+    asyncio.run(main())
