@@ -101,7 +101,8 @@ class Poll(Service):
         the wait before poll ``n + 1`` is ``min(max_interval, interval * backoff **
         (n - 1))`` less a random fraction up to ``jitter`` (`RetryPolicy`'s rule);
         ``0`` polls without sleeping.  Finite numbers: seconds (0 or more), a factor
-        of at least 1, a fraction between 0 and 1; ``max_interval=None``: no cap.
+        of at least 1, a fraction between 0 and 1; ``max_interval=None``: no cap but the
+        policy ceiling (an hour).
 
     Every option is checked here: NaN, infinities, strings, booleans and negatives
     are a `ConfigurationError` naming the option.
