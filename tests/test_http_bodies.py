@@ -85,6 +85,8 @@ class Hostile(BaseHTTPRequestHandler):
                 raw = zlib.compressobj(6, zlib.DEFLATED, -zlib.MAX_WBITS)
                 data, encoding = raw.compress(body) + raw.flush(), "deflate"
             self._send(200, data, {"Content-Encoding": encoding, "Content-Type": "application/json"})
+        elif path.startswith("/redirect-bomb"):
+            self._send(302, BOMB, {"Content-Encoding": "gzip", "Location": "/encoded/gzip"}, chunked=True)
         elif path == "/pending":
             self._send(200, json.dumps({"status": "PENDING", "pad": "z" * 3000}).encode(), {})
         else:
@@ -183,6 +185,21 @@ def test_max_body_refuses_a_gzip_bomb_once_it_inflates_past_the_limit(base: str,
     client.teardown()
 
 
+def test_a_redirects_gzip_bomb_body_is_not_inflated(base: str) -> None:
+    client = Client(base)
+    tracemalloc.start()
+    cpu = time.process_time()
+    try:
+        assert client.get("/redirect-bomb").capture("data", "$.data")({}) == {"data": {"id": 7}}
+    finally:
+        spent = time.process_time() - cpu
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    assert peak < MEMORY_BOUND
+    assert spent < CPU_BOUND
+    client.teardown()
+
+
 def test_max_body_refuses_before_reading_when_content_length_says_so(base: str) -> None:
     client = Client(base, max_body=1000, timeout=(3, 10))
     with pytest.raises(BodyTooLarge, match="max_body=1000") as caught:
@@ -256,6 +273,23 @@ def test_async_error_excerpt_of_a_gzip_bomb_is_bounded(base: str) -> None:
     assert "binary content" in error.response.excerpt
     assert peak < MEMORY_BOUND
     assert cpu < CPU_BOUND
+
+
+def test_async_a_redirects_gzip_bomb_body_is_not_inflated(base: str) -> None:
+    async def main() -> dict[str, Any]:
+        async with AsyncClient(base) as client:
+            return await client.get("/redirect-bomb").capture("data", "$.data")({})  # type: ignore[no-any-return]
+
+    tracemalloc.start()
+    cpu = time.process_time()
+    try:
+        assert asyncio.run(main()) == {"data": {"id": 7}}
+    finally:
+        spent = time.process_time() - cpu
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    assert peak < MEMORY_BOUND
+    assert spent < CPU_BOUND
 
 
 def test_async_max_body_refuses_bombs_large_bodies_and_polls(base: str) -> None:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import functools
 import ssl
 import time
@@ -118,7 +119,11 @@ class AsyncClient(Client):
         proxies = _environment_proxies() if self.trust_env else {}
         mounts = {pattern: None if url is None else transport(url) for pattern, url in proxies.items()}
         client: httpx.AsyncClient = lib.AsyncClient(
-            transport=transport(), mounts=mounts, verify=tls, trust_env=self.trust_env
+            transport=transport(),
+            mounts=mounts,
+            verify=tls,
+            trust_env=self.trust_env,
+            event_hooks={"response": [_bound_redirect_body]},
         )
         return client
 
@@ -256,7 +261,11 @@ class AsyncClient(Client):
             timeout=_httpx().Timeout(read, connect=connect),
         )
         # Streamed: the body is read by the caller, within max_body.
-        return await client.send(request, stream=True, follow_redirects=out.allow_redirects)
+        token = _FOLLOWING.set(out.allow_redirects)
+        try:
+            return await client.send(request, stream=True, follow_redirects=out.allow_redirects)
+        finally:
+            _FOLLOWING.reset(token)
 
     def read_error(self, out: Outgoing, error: Exception) -> Exception:
         """The error for a body that broke off or could not be decoded while it was read."""
@@ -285,6 +294,16 @@ class AsyncClient(Client):
 
 
 _PENDING: set[asyncio.Task[None]] = set()  # closing tasks, kept alive until done
+
+
+_FOLLOWING: contextvars.ContextVar[bool] = contextvars.ContextVar("service_flow_following", default=False)
+"""Whether the request being sent follows redirects (read by `_bound_redirect_body`)."""
+
+
+async def _bound_redirect_body(response: httpx.Response) -> None:
+    """A redirect followed: httpx would read its whole body, we read a prefix at most."""
+    if response.has_redirect_location and _FOLLOWING.get():
+        await _body.aread_prefix(response)
 
 
 def _environment_proxies() -> dict[str, str | None]:

@@ -27,7 +27,7 @@ import time
 import traceback
 import zlib
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any, Final, Union
 from urllib.request import getproxies
 
 import requests
@@ -42,7 +42,7 @@ from service_flow import _log
 from service_flow._log import debug_logger
 from service_flow.clock import SYSTEM_CLOCK, Clock
 from service_flow.exceptions import ConfigurationError
-from service_flow.http import _redact
+from service_flow.http import _body, _redact
 from service_flow.http.errors import RetriesExhausted, RetryableHTTPError, TransportError
 from service_flow.http.status import IDEMPOTENT_METHODS, MAX_RETRY_AFTER, StatusActions, StatusMap, parse_retry_after
 
@@ -417,6 +417,7 @@ def _call(session: _Session, out: Outgoing, headers: Mapping[str, str], auth: Au
             headers=headers or None,  # None skips requests' header merging, a measurable cost
             json=out.json,
             data=out.data or {},
+            hooks=_FOLLOWING if out.allow_redirects else None,
         )
     )
     return session.send(
@@ -428,6 +429,17 @@ def _call(session: _Session, out: Outgoing, headers: Mapping[str, str], auth: Au
         stream=True,  # the body is read by the caller, within max_body
         cert=None,
     )
+
+
+def _bound_redirect_body(response: requests.Response, *args: Any, **kwargs: Any) -> requests.Response:
+    """A redirect's body is never used: requests would read all of it, we read a prefix at most."""
+    del args, kwargs
+    if response.is_redirect:
+        _body.read_prefix(response)
+    return response
+
+
+_FOLLOWING: Final = {"response": [_bound_redirect_body]}
 
 
 class Environment:
