@@ -91,7 +91,8 @@ class Hostile(BaseHTTPRequestHandler):
             self._send(200, json.dumps({"status": "PENDING", "pad": "z" * 3000}).encode(), {})
         else:
             MISSING_FROM.add(self.client_address)
-            self._send(404, b'{"error": "no such thing"}', {"Content-Type": "application/json"})
+            pad = b" " * (20000 if path == "/missing-page" else 0)  # an HTML error page's size
+            self._send(404, b'{"error": "no such thing"}' + pad, {"Content-Type": "application/json"})
 
     def _send(self, status: int, data: bytes, headers: dict[str, str], *, chunked: bool = False) -> None:
         self.send_response(status)
@@ -230,12 +231,13 @@ def test_compressed_bodies_are_read_whole_and_counted_inflated(base: str, encodi
     client.teardown()
 
 
-def test_a_small_error_body_is_read_whole_and_its_connection_reused(base: str) -> None:
+@pytest.mark.parametrize("route", ["/missing", "/missing-page"])
+def test_an_error_body_of_ordinary_size_leaves_its_connection_reusable(base: str, route: str) -> None:
     client = Client(base)
     MISSING_FROM.clear()
     for _ in range(5):
         with pytest.raises(ResponseError, match="no such thing"):
-            client.get("/missing")({})
+            client.get(route)({})
     assert len(MISSING_FROM) == 1  # every error body read to its end: the connection went back to the pool
     client.teardown()
 

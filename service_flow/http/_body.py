@@ -5,8 +5,9 @@ httpx), so nothing is read before we decide how much we want:
 
 * a body the request will use (a success, a poll) is read whole, and refused as soon
   as it grows past ``max_body`` (before reading at all when ``Content-Length`` says so);
-* a body kept only for an error's excerpt is read up to `PREFIX_BYTES`, then the
-  response is closed.
+* a body kept only for an error's excerpt is read up to `PREFIX_BYTES`; a little more
+  (`DRAIN_BYTES`, as it comes on the wire) is read and dropped so that a body ending
+  there leaves its connection in the pool; then the response is closed.
 
 ``gzip`` and ``deflate`` are inflated here, never more than the room left, so a small
 compressed body that inflates to gigabytes costs no more than the bytes we keep.  Other
@@ -25,6 +26,9 @@ if TYPE_CHECKING:
 
 PREFIX_BYTES: Final = 8192
 """How much of a body an error keeps to build its excerpt from."""
+
+DRAIN_BYTES: Final = 65536
+"""How much more of an error's body is read (and dropped) so its connection can be reused."""
 
 CHUNK_BYTES: Final = 16384
 """How much is read from the transport at a time."""
@@ -160,6 +164,15 @@ def read(response: Any, limit: int | None, *, head: bool = False) -> bool:
     return True
 
 
+def _drain(chunks: Iterator[bytes]) -> None:
+    """Read on, without keeping, up to `DRAIN_BYTES`: a body ending there leaves its connection reusable."""
+    drained = 0
+    for chunk in chunks:
+        drained += len(chunk)
+        if drained > DRAIN_BYTES:
+            return
+
+
 def read_prefix(response: Any) -> bytes:
     """The first `PREFIX_BYTES` of a requests response's body (kept as its content); closes it."""
     loaded = _loaded(response)
@@ -167,8 +180,10 @@ def read_prefix(response: Any) -> bytes:
         return loaded
     collected = Collector(PREFIX_BYTES, inflater(response.headers))
     with contextlib.suppress(Exception):  # a body that cannot be read must not hide the error
-        for chunk in _requests_chunks(response, decoded=collected.decode is None):
+        chunks = _requests_chunks(response, decoded=collected.decode is None)
+        for chunk in chunks:
             if not collected.add(chunk):
+                _drain(chunks)
                 break
     content = collected.content(PREFIX_BYTES + 1)
     _keep(response, content)
@@ -234,8 +249,14 @@ async def aread_prefix(response: Any) -> bytes:
         return loaded
     collected = Collector(PREFIX_BYTES, inflater(response.headers))
     try:
-        async for chunk in _httpx_chunks(response, decoded=collected.decode is None):
+        chunks = _httpx_chunks(response, decoded=collected.decode is None)
+        async for chunk in chunks:
             if not collected.add(chunk):
+                drained = 0
+                async for rest in chunks:  # as _drain does
+                    drained += len(rest)
+                    if drained > DRAIN_BYTES:
+                        break
                 break
     except Exception:  # noqa: BLE001, S110 - a body that cannot be read must not hide the error
         pass
