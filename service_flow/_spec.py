@@ -168,7 +168,7 @@ def _is_service_class(obj: object) -> bool:
 def spec_of(obj: object) -> Spec:
     """Introspect *obj* once; raise `FlowDefinitionError` when it cannot be a service."""
     if not callable(obj):
-        msg = f"a flow step must be callable (a service, function or flow), got {obj!r}"
+        msg = f"a flow step must be callable (a service, function or flow), got {short_repr(obj)}"
         raise FlowDefinitionError(msg)
     if _is_service_class(obj):
         cls = getattr(obj, "__name__", repr(obj))

@@ -192,10 +192,10 @@ def _as_flow(obj: object, *, role: str) -> Flow:
     if obj is None:
         return Flow()
     if isinstance(obj, tuple):
-        msg = f"{role} is a tuple {obj!r}; a fork is written `step < (key, {{value: branch}})`"
+        msg = f"{role} is a tuple {short_repr(obj)}; a fork is written `step < (key, {{value: branch}})`"
         raise FlowDefinitionError(msg)
     if not callable(obj):
-        msg = f"{role} must be a flow, a service or None, got {obj!r}"
+        msg = f"{role} must be a flow, a service or None, got {short_repr(obj)}"
         raise FlowDefinitionError(msg)
     return Flow(obj)
 
@@ -203,7 +203,7 @@ def _as_flow(obj: object, *, role: str) -> Flow:
 def _fork_node(spec: object) -> Fork:
     if not (isinstance(spec, tuple) and len(spec) == 2 and isinstance(spec[1], Mapping)):  # noqa: PLR2004
         msg = (
-            f"a fork is written `flow < (key, {{value: branch, ...}})`, got {spec!r}; "
+            f"a fork is written `flow < (key, {{value: branch, ...}})`, got {short_repr(spec)}; "
             "to compare flows use ==, and note that `a < b < c` is a chained comparison"
         )
         raise FlowDefinitionError(msg)
@@ -349,7 +349,7 @@ class Flow:
     def _from_left_operand(cls, obj: object) -> Flow:
         if isinstance(obj, tuple):
             msg = (
-                f"a fork tuple {obj!r} cannot be the left operand of >>: in "
+                f"a fork tuple {short_repr(obj)} cannot be the left operand of >>: in "
                 "`a < (key, branches) >> b`, Python applies >> first. Write "
                 "`(a < (key, branches)) >> b`"
             )
@@ -580,6 +580,9 @@ def _nodes_of(obj: object, *, sealed: bool = False) -> tuple[Node, ...]:
             return (SubFlow(obj),)
         return obj.nodes
     if isinstance(obj, tuple):
-        msg = f"cannot add the tuple {obj!r} to a flow with >>; a fork is written `flow < (key, {{value: branch}})`"
+        msg = (
+            f"cannot add the tuple {short_repr(obj)} to a flow with >>; "
+            "a fork is written `flow < (key, {value: branch})`"
+        )
         raise FlowDefinitionError(msg)
     return (Step(spec_of(obj)),)
