@@ -30,8 +30,6 @@ import weakref
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from typing_extensions import Self
-
 from service_flow import _log
 from service_flow._text import short_repr
 from service_flow.exceptions import FlowDefinitionError, FlowError, ForkError, MissingContextKey, StopFlow
@@ -44,7 +42,9 @@ from service_flow.run import (
     Records,
     Run,
     format_run_id,
+    new_run,
     provenance,
+    write,
 )
 
 if TYPE_CHECKING:
@@ -109,7 +109,7 @@ class _Next:
         if rec is None:
             self.plan(ctx)
         else:
-            rec += (MARK, None, now())  # the rest starts now
+            write(rec, MARK, None, now())  # the rest starts now
             self.plan(ctx, rec)
         return ctx
 
@@ -126,7 +126,7 @@ class _AsyncNext(_Next):
         if rec is None:
             await self.plan(ctx)
         else:
-            rec += (MARK, None, now())
+            write(rec, MARK, None, now())
             await self.plan(ctx, rec)
         return ctx
 
@@ -150,12 +150,17 @@ class _Tracer(list):  # type: ignore[type-arg]
         self.steps = steps
         self.reader = RecordReader(started)
 
-    def __iadd__(self, raw: Any) -> Self:  # type: ignore[misc]
-        self.extend(raw)
-        index, result, end = raw
+    def append(self, item: Any) -> None:
+        """Keep *item*; once an event's three items are in, log it."""
+        super().append(item)
+        if len(self) % 3 == 0:
+            self.log_event(self[-3], self[-2], self[-1])
+
+    def log_event(self, index: int, result: Any, end: float) -> None:
+        """Log one event of the raw records (nothing for a mark)."""
         read = self.reader.read(index, result, end)
         if read is None:
-            return self
+            return
         start = read[0]
         info = self.steps[index]
         fields: dict[str, Any] = {"step": info.name, "duration_ms": round((end - start) * 1000, 3)}
@@ -169,7 +174,6 @@ class _Tracer(list):  # type: ignore[type-arg]
         else:
             keys = list(result) if isinstance(result, Mapping) else []
             self.log.debug("step.succeeded", keys=keys, **fields)
-        return self
 
 
 class Plan:
@@ -269,8 +273,8 @@ class Plan:
             # record it against the step the traceback points at.
             index = self.step_of(error)
             if index is not None:
-                records += (index, Failure(error), ended)
-        run = Run((self, number, ctx, records, error, started, ended))
+                write(records, index, Failure(error), ended)
+        run = new_run((self, number, ctx, records, error, started, ended))
         inputs = ""
         if error is not None:
             failed = run.failed_step
@@ -352,7 +356,7 @@ class _Generator:
             step=info.name,
         )
         if rec is not None:
-            rec += (index, Failure(error), now())
+            write(rec, index, Failure(error), now())
         raise error from None  # the KeyError of the lookup is our business, not the user's
 
     def _kwargs(self, index: int, ctx: dict[Any, Any]) -> None:
@@ -372,7 +376,7 @@ class _Generator:
         """Record the steps around service *index* left out by never calling ``call_next``."""
         moment = now()
         for skipped in self.skips[index]:
-            rec += (skipped, SKIPPED, moment)
+            write(rec, skipped, SKIPPED, moment)
 
     def _other(self, index: int, ctx: dict[str, Any], result: object) -> object:
         if isinstance(result, Mapping):
@@ -507,7 +511,10 @@ class _Generator:
         if app is not None or extra:
             emit(f"n = {app or extra}")
             if self.record:
-                emit(f"rec += ({AROUND_STARTS - index}, None, None)")  # it starts where the last record ended
+                # It starts where the last record ended.
+                emit(f"rec.append({AROUND_STARTS - index})")
+                emit("rec.append(None)")
+                emit("rec.append(None)")
         for line in self.guarded(f"r = {expression}", spec, index, app=app):
             emit(line)
         if self.record and (spec.whole_context or spec.around):
@@ -522,7 +529,11 @@ class _Generator:
             if spec.around:
                 emit("if not n.called:")
                 emit(f"    _skipped({index}, rec)")
-            emit(f"rec += ({index}, r, now())")
+            # Three appends: list.append is specialised by the interpreter, cheaper than
+            # building a tuple to extend the list with.
+            emit(f"rec.append({index})")
+            emit("rec.append(r)")
+            emit("rec.append(now())")
         return index
 
     def guarded(self, call: str, spec: Spec, index: int, *, app: str | None) -> list[str]:
@@ -605,6 +616,19 @@ class _Generator:
         """Compile the source, fill the fork tables and return the plan."""
         source_lines: list[str] = []
         owner: dict[int, int] = {}
+        if aio and not self.record:
+            # `await flow(ctx)` awaits the entry itself: it names the step on the error
+            # and returns the context, where a wrapper coroutine would cost a tenth more.
+            head, *body, _ = self.blocks[0]
+            self.blocks[0] = [
+                head,
+                ("    try:", None),
+                *((f"    {text}", index) for text, index in body),
+                ("    except BaseException as error:", None),
+                ("        _annotate(error)", None),
+                ("        raise", None),
+                ("    return ctx", None),
+            ]
         for block in self.blocks:
             for text, index in block:
                 source_lines.append(text)
@@ -631,6 +655,7 @@ class _Generator:
             aio=aio,
             record=self.record,
         )
+        self.ns["_annotate"] = plan.annotate
         weakref.finalize(plan, linecache.cache.pop, filename, None)
         return plan
 
@@ -649,7 +674,7 @@ def _call_expression(call: str, call_args: list[str], spec: Spec, *, aio: bool, 
 
 
 def _failed(index: int, error: BaseException, rec: Records) -> None:
-    rec += (index, Failure(error), now())
+    write(rec, index, Failure(error), now())
 
 
 def _no_branch(node: Any, default: Callable[..., Any] | None, flow_name: str, step: str) -> Callable[[object], Any]:

@@ -19,7 +19,10 @@ from service_flow import _compile, _log
 from service_flow._spec import Spec, spec_of
 from service_flow._text import check_name, short_repr
 from service_flow.exceptions import FlowDefinitionError, FlowError
-from service_flow.run import RUN_NUMBERS, Records, Run
+from service_flow.run import RUN_NUMBERS, Records, Run, new_run
+
+now = _compile.now
+make_run = object.__new__  # Run(...) without the cost of calling __init__
 
 if TYPE_CHECKING:
     from service_flow.validate import Validation
@@ -264,6 +267,7 @@ class Flow:
         "__weakref__",
         "_arounds",
         "_async",
+        "_async_entry",
         "_built",
         "_call_plan",
         "_depth",
@@ -311,6 +315,7 @@ class Flow:
         # The sync plans, once compiled, for the shortest path from a call to the plan.
         self._call_plan: _compile.Plan | None = None
         self._run_plan: _compile.Plan | None = None
+        self._async_entry: Callable[[dict[str, Any]], Any] | None = None
 
     def _then(self, right: tuple[Node, ...], shape: tuple[int, int], what: Callable[[], str]) -> Flow:
         """A new flow: this one's nodes, then *right* of *shape* (neither operand changes)."""
@@ -473,22 +478,17 @@ class Flow:
         """
         plan = self._call_plan
         if plan is None:
-            if self.is_async:
-                return self._acall(context)
+            entry = self._async_entry
+            if entry is None and self.is_async:
+                entry = self._async_entry = self._plan(aio=True, record=False).entry
+            if entry is not None:
+                ctx = context.copy() if type(context) is dict else _compile.as_context(context, self)
+                # The async entry names the failing step itself and returns the context.
+                return entry(ctx)
             plan = self._call_plan = self._plan(aio=False, record=False)
         ctx = context.copy() if type(context) is dict else _compile.as_context(context, self)
         try:
             plan.entry(ctx)
-        except BaseException as error:
-            plan.annotate(error)
-            raise
-        return ctx
-
-    async def _acall(self, context: Mapping[str, Any] | None) -> dict[str, Any]:
-        plan = self._plan(aio=True, record=False)
-        ctx = _compile.as_context(context, self)
-        try:
-            await plan.entry(ctx)
         except BaseException as error:
             plan.annotate(error)
             raise
@@ -509,28 +509,31 @@ class Flow:
                 raise FlowError(msg, flow=self.name)
             plan = self._run_plan = self._plan(aio=False, record=True)
         ctx = context.copy() if type(context) is dict else _compile.as_context(context, self)
-        number = next(RUN_NUMBERS)
         records: Records | None = None
-        started = _compile.now()
+        number = 0  # a run that logs nothing is numbered when its id is first read
         # _log.quiet(), written out: a function call is a tenth of a short run's overhead.
         if _log.cached is None:
             config = _log.CONFIG
             quiet = not config.is_configured or config.default_wrapper_class is _log.quiet_class
         else:
             quiet = _log.debug_fixed is False
+        started = now()
         if not quiet:  # debug may be on: ask, and trace the run if it is
+            number = next(RUN_NUMBERS)
             records = plan.tracer(number, started)
         if records is None:
             records = []
         try:
             plan.entry(ctx, records)
         except Exception as error:  # noqa: BLE001 - a Run reports every failure
-            return plan.finish(ctx, records, number, started, error)
+            return plan.finish(ctx, records, number or next(RUN_NUMBERS), started, error)
         except BaseException as error:
             plan.annotate(error)
             raise
         if type(records) is list:  # not tracing: nothing to log; it ended with its last step
-            return Run((plan, number, ctx, records, None, started, records[-1] if records else started))
+            run = make_run(Run)
+            run._state = (plan, number, ctx, records, None, started, records[-1] if records else started)  # noqa: SLF001
+            return run
         return plan.finish(ctx, records, number, started, None)
 
     async def arun(self, context: Mapping[str, Any] | None = None) -> Run:
@@ -541,7 +544,7 @@ class Flow:
         plan = self._plan(aio=True, record=True)
         ctx = _compile.as_context(context, self)
         number = next(RUN_NUMBERS)
-        started = _compile.now()
+        started = now()
         records = None if _log.quiet() else plan.tracer(number, started)
         if records is None:
             records = []
@@ -553,7 +556,7 @@ class Flow:
             plan.annotate(error)
             raise
         if type(records) is list:
-            return Run((plan, number, ctx, records, None, started, _compile.now()))
+            return new_run((plan, number, ctx, records, None, started, records[-1] if records else started))
         return plan.finish(ctx, records, number, started, None)
 
     def validate(self, given: Iterable[str] | Mapping[str, Any] = (), *, strict: bool = False) -> Validation:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import enum
 import os
+import threading
 from collections.abc import Mapping, Sequence
 from itertools import count
 from operator import itemgetter
@@ -35,6 +36,8 @@ __all__ = ["Run", "RunStatus", "StepRecord"]
 # across processes without paying for a uuid4 on every run.
 _PROCESS_PREFIX = os.urandom(4).hex()
 RUN_NUMBERS = count(1)  # next() on a count is atomic under the GIL: safe across threads
+# A run that logs nothing gets its number when somebody first reads it.
+_NUMBERING = threading.Lock()
 
 
 def format_run_id(number: int) -> str:
@@ -106,6 +109,13 @@ SKIPPED: Any = _Skipped()
 _Event = tuple[float, int, Any, float]
 
 
+def write(records: Records, index: int, result: Any, time: float | None) -> None:
+    """Append one event to *records* (item by item, as the plans do)."""
+    records.append(index)
+    records.append(result)
+    records.append(time)
+
+
 class RecordReader:
     """Reads raw records back, event by event, giving each step its start time."""
 
@@ -147,9 +157,9 @@ class Run:
 
     # One tuple holds the state: building a Run must cost next to nothing, since every
     # flow.run() builds one.  (plan, number, context, raw records, error, started, ended)
-    __slots__ = ("_records", "_state")
+    __slots__ = ("_number", "_records", "_state")
 
-    def __init__(self, state: tuple[Plan, int, dict[str, Any], Records, BaseException | None, float, float]) -> None:
+    def __init__(self, state: _State) -> None:
         self._state = state
 
     @property
@@ -172,8 +182,20 @@ class Run:
 
     @property
     def number(self) -> int:
-        """The run's number within this process."""
-        return self._state[1]
+        """The run's number within this process (given when first asked, if not logged)."""
+        number = self._state[1]
+        if number:
+            return number
+        try:
+            return self._number
+        except AttributeError:
+            pass
+        with _NUMBERING:
+            try:
+                return self._number
+            except AttributeError:
+                self._number: int = next(RUN_NUMBERS)
+                return self._number
 
     @property
     def started(self) -> float:
@@ -262,6 +284,17 @@ class Run:
         tail = f": {self.error!r}" if self.error is not None else ""
         steps = len(self.steps)
         return f"<Run {self.run_id} of {self.flow!r} {self.status.value} in {ms:.3f} ms, {steps} steps{tail}>"
+
+
+_State = tuple["Plan", int, dict[str, Any], Records, "BaseException | None", float, float]
+_make = object.__new__
+
+
+def new_run(state: _State) -> Run:
+    """A `Run` of *state*, built without the cost of calling ``__init__``."""
+    run: Run = _make(Run)
+    run._state = state  # noqa: SLF001 - the constructor, written out
+    return run
 
 
 _start_time = itemgetter(0)
