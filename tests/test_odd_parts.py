@@ -309,3 +309,34 @@ def test_a_partial_of_a_crafted_callable_is_checked_too() -> None:
         return {"out": k * rate}
 
     assert Flow(functools.partial(base, rate=2.0))({"k": 2})["out"] == 4.0
+
+
+def test_odd_values_in_async_flows_give_the_same_library_errors() -> None:
+    import asyncio
+
+    async def report(**context: Any) -> dict[str, int]:
+        return {"count": len(context)}
+
+    async def nothing() -> None:
+        return None
+
+    with pytest.raises(FlowError, match="not strings: 1"):
+        asyncio.run(Flow(report)({1: "x"}))
+    forked = fork_on("kind", {"a": nothing})
+    run = asyncio.run(forked.arun({"kind": BadHash()}))
+    assert isinstance(run.error, ForkError)
+    assert run.failed_step is not None
+    assert run.failed_step.name == "fork on kind"
+
+
+def test_an_async_flow_at_the_nesting_limit_runs() -> None:
+    import asyncio
+
+    async def leaf(k: int) -> dict[str, int]:
+        return {"out": k + 1}
+
+    flow = Flow(leaf)
+    for _ in range(MAX_DEPTH - 1):
+        flow = fork_on("kind", {"deeper": flow})
+    assert asyncio.run(flow({"kind": "deeper", "k": 1}))["out"] == 2
+    assert asyncio.run(flow.arun({"kind": "deeper", "k": 1})).succeeded
