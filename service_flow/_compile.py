@@ -61,6 +61,8 @@ CURRENT_APP: contextvars.ContextVar[tuple[object, Callable[..., Any]] | None] = 
 _PLAN_NUMBERS = itertools.count(1)
 _MAX_LISTED_KEYS = 20
 _MAX_LISTED_VALUES = 10
+_MAX_KEY_CHARS = 60
+_MAX_MATCHED_KEYS = 500  # near misses are looked for among this many keys at most
 
 
 class StepInfo(NamedTuple):
@@ -290,7 +292,7 @@ def _describe_keys(ctx: Mapping[Any, Any], records: Records | None, steps: Seque
     keys = list(ctx)
     shown = []
     for key in keys[:_MAX_LISTED_KEYS]:
-        label = key if type(key) is str else short_repr(key, 40)
+        label = key if type(key) is str and len(key) <= _MAX_KEY_CHARS else short_repr(key, _MAX_KEY_CHARS)
         if records is not None:
             setter = provenance(key, records, steps) if isinstance(key, str) else None
             label += f" (set by {setter})" if setter else " (given)"
@@ -341,7 +343,10 @@ class _Generator:
         message = f"{what}, which is not in the context"
         if len(missing) > 1:
             message += f" (nor are {', '.join(repr(k) for k in missing[1:])})"
-        close = difflib.get_close_matches(key, [k for k in ctx if isinstance(k, str)], n=1)
+        candidates = [
+            k for k in itertools.islice(ctx, _MAX_MATCHED_KEYS) if type(k) is str and len(k) <= _MAX_KEY_CHARS
+        ]
+        close = difflib.get_close_matches(key, candidates, n=1)
         if close:
             message += f"; did you mean {close[0]!r}?"
         message += f"; the context has: {_describe_keys(ctx, rec, self.steps)}"

@@ -340,3 +340,15 @@ def test_an_async_flow_at_the_nesting_limit_runs() -> None:
         flow = fork_on("kind", {"deeper": flow})
     assert asyncio.run(flow({"kind": "deeper", "k": 1}))["out"] == 2
     assert asyncio.run(flow.arun({"kind": "deeper", "k": 1})).succeeded
+
+
+def test_a_missing_key_in_a_huge_context_gives_a_short_message() -> None:
+    from service_flow import MissingContextKey
+
+    context: dict[Any, Any] = {f"key{n}": n for n in range(200_000)}
+    context["x" * 1_000_000] = 1
+    context[tuple(range(100_000))] = 2
+    with pytest.raises(MissingContextKey) as caught:
+        Flow(step)(context)
+    assert len(str(caught.value)) < 2_000
+    assert "and 199982 more" in str(caught.value)
