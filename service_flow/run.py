@@ -105,8 +105,9 @@ class _Skipped:
 #: The result of a step an around service skipped.
 SKIPPED: Any = _Skipped()
 
-# (start, index, result, end): one event read back.
-_Event = tuple[float, int, Any, float]
+# (start, index, result, end, order): one event read back; an around service's order is
+# that of its start, so that it comes before the steps it wraps even at an equal start.
+_Event = tuple[float, int, Any, float, int]
 
 
 def write(records: Records, index: int, result: Any, time: float | None) -> None:
@@ -119,26 +120,28 @@ def write(records: Records, index: int, result: Any, time: float | None) -> None
 class RecordReader:
     """Reads raw records back, event by event, giving each step its start time."""
 
-    __slots__ = ("prev", "starts")
+    __slots__ = ("count", "prev", "starts")
 
     def __init__(self, started: float) -> None:
         self.prev = started
-        self.starts: dict[int, list[float]] = {}
+        self.count = 0  # events read: with the start, the order in which steps started
+        self.starts: dict[int, list[tuple[float, int]]] = {}
 
     def read(self, index: int, result: Any, end: float) -> _Event | None:
-        """The step's (start, index, result, end), or ``None`` for a mark."""
+        """The step's (start, index, result, end, order), or ``None`` for a mark."""
+        self.count += 1
         if index < 0:
             if index == MARK:
                 self.prev = end
             else:
-                self.starts.setdefault(AROUND_STARTS - index, []).append(self.prev)
+                self.starts.setdefault(AROUND_STARTS - index, []).append((self.prev, self.count))
             return None
         if result is SKIPPED:
-            return (end, index, result, end)
+            return (end, index, result, end, self.count)
         waiting = self.starts.get(index)
-        start = waiting.pop() if waiting else self.prev
+        start, order = waiting.pop() if waiting else (self.prev, self.count)
         self.prev = end
-        return (start, index, result, end)
+        return (start, index, result, end, order)
 
 
 def read_records(raw: Records, started: float) -> list[_Event]:
@@ -297,11 +300,11 @@ def new_run(state: _State) -> Run:
     return run
 
 
-_start_time = itemgetter(0)
+_start_time = itemgetter(0, 4)
 
 
 def _record(event: _Event, info: StepInfo, context: Mapping[str, Any]) -> StepRecord:
-    start, index, result, end = event
+    start, index, result, end, _ = event
     if type(result) is Failure:
         status = RunStatus.STOPPED if isinstance(result.error, StopFlow) else RunStatus.FAILED
         return StepRecord(index, info.name, status, end - start, (), result.error, info.branch)
