@@ -165,6 +165,10 @@ class SubFlow:
     __slots__ = ("depth", "flow")
 
     def __init__(self, flow: Flow) -> None:
+        given: object = flow  # callers without type checking pass anything
+        if not isinstance(given, Flow):
+            msg = f"SubFlow takes a Flow, got {short_repr(given)}"
+            raise FlowDefinitionError(msg)
         self.flow = flow
         #: How deeply the sub-flow nests: one level for itself, plus its own depth.
         self.depth: int = 1 + flow._depth  # noqa: SLF001

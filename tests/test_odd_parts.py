@@ -352,3 +352,16 @@ def test_a_missing_key_in_a_huge_context_gives_a_short_message() -> None:
         Flow(step)(context)
     assert len(str(caught.value)) < 2_000
     assert "and 199982 more" in str(caught.value)
+
+
+def test_nodes_built_by_hand_are_checked() -> None:
+    from service_flow import Fork, SubFlow
+
+    with pytest.raises(FlowDefinitionError, match="SubFlow takes a Flow"):
+        SubFlow(step)  # type: ignore[arg-type]
+    with pytest.raises(FlowDefinitionError, match="must be a Flow"):
+        Fork("kind", {"a": step}, None)  # type: ignore[dict-item]
+    with pytest.raises(FlowDefinitionError, match="a fork's key must be a str"):
+        Fork(Evil("kind"), {"a": Flow(step)}, None)
+    with pytest.raises(FlowDefinitionError, match="cannot be read as a dict"):
+        Fork("kind", [1, 2], None)  # type: ignore[arg-type]
