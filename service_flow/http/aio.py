@@ -111,7 +111,7 @@ class AsyncClient(Client):
                 retries=self.connect_retries,
                 verify=tls,
                 trust_env=self.trust_env,
-                proxy=proxy,
+                proxy=None if proxy is None else lib.Proxy(proxy),
                 limits=lib.Limits(max_connections=self.pool_size, max_keepalive_connections=self.pool_size),
             )
 
