@@ -112,7 +112,7 @@ def test_thousands_of_dead_letters_leave_no_socket_open_after_teardown(base: str
     report = Driver(flow, workers=8, retry=RetryPolicy(max_attempts=1)).run({"n": n} for n in range(600))
     assert len(report.dead_letters) == 600
     client.teardown()
-    assert open_sockets() == before
+    assert open_sockets() <= before  # (an earlier test's event loop may close meanwhile)
     assert live_responses() == 0  # the dead letters hold none
     kept = [letter.error.response for letter in report.dead_letters]  # type: ignore[attr-defined]
     assert all(info is None or isinstance(info, ResponseInfo) for info in kept)
@@ -131,7 +131,7 @@ def test_failing_polls_and_refused_connections_leave_no_socket_open(base: str) -
     assert len(errors) == 200
     client.teardown()
     refused.client.teardown()
-    assert open_sockets() == before
+    assert open_sockets() <= before  # (an earlier test's event loop may close meanwhile)
     assert live_responses() == 0
 
 
@@ -151,5 +151,5 @@ def test_async_failing_runs_leave_no_socket_open(base: str) -> None:
     asyncio.run(main())
     assert len(errors) == 150
     collect()
-    assert open_sockets() == before
+    assert open_sockets() <= before  # (an earlier test's event loop may close meanwhile)
     assert all(isinstance(e.response, ResponseInfo) for e in errors)  # type: ignore[attr-defined]

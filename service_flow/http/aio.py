@@ -228,7 +228,7 @@ class AsyncClient(Client):
                         response = await self._acall(client, out, headers)
                 else:
                     response = await self._acall(client, out, headers)
-            except (httpx.TransportError, httpx.InvalidURL) as error:
+            except (httpx.TransportError, httpx.InvalidURL, OSError) as error:  # OSError: an ssl error unwrapped
                 elapsed = time.perf_counter() - started
                 raise self._async_transport_error(out, error, elapsed, attempt, auth) from None
             elapsed = time.perf_counter() - started
