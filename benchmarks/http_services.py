@@ -19,7 +19,9 @@ Last, ``http_poll.py`` measures polling (per-poll cost against a hand-written lo
 httsleep 0.3.1).
 
 Printed: throughput of each contender over the throughput of the raw session measured in
-the same round (above 1 is faster than raw), median and range over the rounds.
+the same round (above 1 is faster than raw), median and range over the rounds; and the
+client process's CPU per flow, raw and ours (the server runs in another process), which a
+busy machine disturbs less than wall time.
 
 Run: ``python benchmarks/http_services.py [--rounds 9]``.  Quote the medians and ranges.
 """
@@ -278,10 +280,32 @@ def report_sequential(base: str, rounds: int, orchestrator: dict[str, list[float
         print(f"{name:<38}{statistics.median(times):>10.1f}  {spread(ratios):<20}")
     if isinstance(orchestrator, str):
         print(f"{'httporchestrator 1.0.2':<38}  {orchestrator}")
+    cpu = client_cpu(raw, lambda: flow(inputs), rounds)
+    ratios = [r / o for r, o in zip(cpu["raw"], cpu["ours"])]
+    print(
+        f"{'client CPU per flow (us): raw / ours':<38}{statistics.median(cpu['raw']):>10.1f} / "
+        f"{statistics.median(cpu['ours']):.1f}  raw over ours: {spread(ratios)}"
+    )
     own = own_cost_us(flow, inputs)
     share = own / statistics.median(floor)
     print(f"{'our code alone (build + interpret)':<38}{own:>10.1f}  ({share:.3f} of a raw flow's time)")
     print("Goal: flow(ctx) at >= 1.05x the throughput of raw requests.Session.\n")
+
+
+def client_cpu(raw: Callable[[], object], ours: Callable[[], object], rounds: int) -> dict[str, list[float]]:
+    """CPU microseconds of this process per flow (the server runs elsewhere), interleaved rounds.
+
+    Less disturbed by a busy machine than wall time: what the client itself spends per flow.
+    """
+    results: dict[str, list[float]] = {"raw": [], "ours": []}
+    calls = 200
+    for _ in range(rounds):
+        for name, call in (("raw", raw), ("ours", ours)):
+            started = time.process_time()
+            for _ in range(calls):
+                call()
+            results[name].append((time.process_time() - started) / calls * 1e6)
+    return results
 
 
 def own_cost_us(flow: Any, inputs: dict[str, Any]) -> float:
