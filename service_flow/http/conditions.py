@@ -26,6 +26,7 @@ from typing import Any, ClassVar, NoReturn, TypeVar, Union
 from typing_extensions import TypeAlias
 
 from service_flow.exceptions import ConfigurationError, FlowDefinitionError
+from service_flow.http import _redact
 from service_flow.http._jsonpath import compile_path, finder
 
 __all__ = [
@@ -56,7 +57,8 @@ _repr.maxlevel = 3
 
 
 def _short(value: object) -> str:
-    return _repr.repr(value)
+    # Expected values of secret fields ({"token": ...}) are not shown.
+    return _repr.repr(_redact.masked_fields(value))
 
 
 class _Unset:
@@ -314,7 +316,8 @@ class JsonPathCondition(Condition):
             return f"{path}.exists()"
         if self.test == "matches":
             return f"{path}.matches({_callable_name(self.operand)})"
-        return f"{path} {self.test} {_short(self.operand)}"
+        shown = _redact.MASK if _redact.path_is_sensitive(self.expression) else _short(self.operand)
+        return f"{path} {self.test} {shown}"
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (JsonPathCondition, (self.expression, self.test, self.operand))
