@@ -244,6 +244,12 @@ def test_a_secret_cut_by_the_excerpt_is_still_masked(httpserver: HTTPServer, bef
     assert_hidden(exposed(caught.value))
 
 
+def test_a_secret_is_masked_wherever_the_excerpt_cuts_it() -> None:
+    for before in range(700, 1100):
+        body = (" " * before + TOKEN + " " + "x" * 3000).encode()
+        assert TOKEN[:4] not in redact.excerpt(body, [TOKEN]), before
+
+
 def test_excerpts_mask_unterminated_quoted_secrets() -> None:
     text = redact.excerpt(('{"password": "correct horse ' + "b" * 2000).encode())
     assert "correct" not in text
@@ -356,6 +362,55 @@ def test_async_dict_tracebacks_show_no_credential(httpserver: HTTPServer) -> Non
     assert len(errors) == 3
     for error in errors:
         assert_hidden(exposed(error))
+
+
+def every_frame(error: BaseException) -> str:
+    transformer = structlog.tracebacks.ExceptionDictTransformer(show_locals=True, locals_max_string=400)
+    return repr(transformer((type(error), error, error.__traceback__)))
+
+
+def frame_files(error: BaseException) -> list[str]:
+    transformer = structlog.tracebacks.ExceptionDictTransformer(show_locals=True)
+    return [
+        frame["filename"]
+        for stack in transformer((type(error), error, error.__traceback__))
+        for frame in stack["frames"]
+    ]
+
+
+def test_an_error_from_inside_requests_keeps_its_type_and_no_frame_with_credentials(httpserver: HTTPServer) -> None:
+    httpserver.expect_request("/upload").respond_with_json({})
+
+    def chunks() -> Iterator[bytes]:
+        yield b"first"
+        raise ValueError("the source broke")
+
+    client = Client(httpserver.url_for(""), auth=BearerAuth(TOKEN), headers={"X-Api-Key": KEY})
+    with pytest.raises(ValueError, match="the source broke") as caught:
+        client.post("/upload", data=lambda _: chunks())({})
+    files = frame_files(caught.value)
+    assert any("service_flow/http/client.py" in file for file in files)
+    assert not any("/requests/" in file or "/urllib3/" in file for file in files)  # frames holding the headers
+    assert_hidden(every_frame(caught.value))
+    assert_hidden(exposed(caught.value))
+
+
+def test_an_error_from_inside_httpx_keeps_its_type_and_no_frame_with_credentials(httpserver: HTTPServer) -> None:
+    async def go() -> BaseException:
+        api = AsyncClient(httpserver.url_for(""), auth=BearerAuth(TOKEN), headers={"X-Api-Key": KEY})
+        try:
+            await api.post("/x", json={"when": object()})({})
+        except TypeError as error:  # the body does not serialise
+            return error
+        finally:
+            await api.aclose()
+        raise AssertionError
+
+    error = asyncio.run(go())
+    files = frame_files(error)
+    assert any("service_flow/http/aio.py" in file for file in files)
+    assert not any("/httpx/" in file for file in files)
+    assert_hidden(every_frame(error))
 
 
 # -- the transport's own loggers --------------------------------------------------------

@@ -31,10 +31,17 @@ import time
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from service_flow import _log
-from service_flow._log import debug_logger
-from service_flow.exceptions import ConfigurationError
+from service_flow.exceptions import ConfigurationError, FlowError
 from service_flow.http import _redact
-from service_flow.http.client import Client, auth_headers, crosses_origin, log_request
+from service_flow.http.client import (
+    Client,
+    auth_headers,
+    crosses_origin,
+    log_request,
+    log_response,
+    masked_error,
+    secrets_of,
+)
 from service_flow.http.errors import RetryableHTTPError, TransportError
 from service_flow.http.poll import CLOSE, SEND, Poll
 from service_flow.http.request import Request
@@ -186,32 +193,30 @@ class AsyncClient(Client):
         while True:
             attempt += 1
             started = time.perf_counter()
-            failure = None
+            failure: BaseException | None = None
             token = _redact.sending.set(out.hidden) if out.hidden else None
             try:
-                response = await self._attempt(client, out, auth, limits)
+                response = await self._aattempt(client, out, auth, limits)
             except (httpx.TransportError, httpx.InvalidURL) as error:
                 failure = self._async_transport_error(out, error, time.perf_counter() - started, attempt, auth)
+            except FlowError:
+                raise  # ours (a header refused) or a limit's: they name no secret
+            except Exception as error:  # noqa: BLE001 - re-raised below, as a masked copy of itself
+                failure = masked_error(out, error, auth)
             finally:
                 if token is not None:
                     _redact.sending.reset(token)
             if failure is not None:
                 raise failure  # outside the except clause: the chain holds masked copies only
-            elapsed = time.perf_counter() - started
             status = response.status_code
-            if status < 400:  # noqa: PLR2004
-                log = debug_logger()
-                if log is not None:
-                    log_request(log.debug, out, status, elapsed, attempt, response)
-            else:
-                log_request(_log.logger().warning, out, status, elapsed, attempt, response)
+            log_response(out, status, time.perf_counter() - started, attempt, response)
             # The headers sent are read back from the request: no local holds credentials.
             if status == 401 and auth is not None and attempt == 1 and auth.refresh(response.request.headers):  # noqa: PLR2004
                 await response.aclose()
                 continue
             return response
 
-    async def _attempt(
+    async def _aattempt(
         self, client: httpx.AsyncClient, out: Outgoing, auth: Auth | None, limits: Sequence[Limit]
     ) -> httpx.Response:
         if not limits:
@@ -249,7 +254,7 @@ class AsyncClient(Client):
     def _async_transport_error(
         self, out: Outgoing, error: Exception, elapsed: float, attempt: int, auth: Auth | None
     ) -> Exception:
-        secrets = out.secrets(auth)
+        secrets = secrets_of(out, auth)
         url = out.shown_url()
         reason = _redact.scrub(f"{type(error).__name__}: {error}".replace(out.url, url), secrets)[:300]
         log_request(_log.logger().warning, out, None, elapsed, attempt, None, error=type(error).__name__)

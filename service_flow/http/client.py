@@ -30,7 +30,7 @@ from urllib3.util import Retry as Urllib3Retry
 from service_flow import _log
 from service_flow._log import debug_logger
 from service_flow.clock import SYSTEM_CLOCK, Clock
-from service_flow.exceptions import ConfigurationError
+from service_flow.exceptions import ConfigurationError, FlowError
 from service_flow.http import _redact
 from service_flow.http.errors import RequestBuildError, RetriesExhausted, RetryableHTTPError, TransportError
 from service_flow.http.status import IDEMPOTENT_METHODS, MAX_RETRY_AFTER, StatusActions, StatusMap, parse_retry_after
@@ -308,37 +308,39 @@ class Client:
         while True:
             attempt += 1
             started = time.perf_counter()
-            failure = None
+            failure: BaseException | None = None
             token = _redact.sending.set(out.hidden) if out.hidden else None
             try:
-                if limits:
-                    with contextlib.ExitStack() as stack:
-                        for limit in limits:
-                            stack.enter_context(limit)
-                        response = self._call(session, out, auth)
-                else:
-                    response = self._call(session, out, auth)
+                response = self._attempt(session, out, auth, limits)
             except requests.RequestException as error:
                 failure = self._transport_error(out, error, time.perf_counter() - started, attempt, auth)
+            except FlowError:
+                raise  # ours (a header refused) or a limit's: they name no secret
+            except Exception as error:  # noqa: BLE001 - re-raised below, as a masked copy of itself
+                failure = masked_error(out, error, auth)
             finally:
                 if token is not None:
                     _redact.sending.reset(token)
             if failure is not None:
                 # Raised outside the except clause: the chain holds masked copies only.
                 raise failure
-            elapsed = time.perf_counter() - started
             status = response.status_code
-            if status < 400:  # noqa: PLR2004
-                log = debug_logger()
-                if log is not None:
-                    log_request(log.debug, out, status, elapsed, attempt, response)
-            else:
-                log_request(_log.logger().warning, out, status, elapsed, attempt, response)
+            log_response(out, status, time.perf_counter() - started, attempt, response)
             # The headers sent are read back from the request: no local holds credentials.
             if status == 401 and auth is not None and attempt == 1 and auth.refresh(response.request.headers):  # noqa: PLR2004
                 response.close()
                 continue
             return response
+
+    def _attempt(
+        self, session: requests.Session, out: Outgoing, auth: Auth | None, limits: Sequence[Limit]
+    ) -> requests.Response:
+        if not limits:
+            return self._call(session, out, auth)
+        with contextlib.ExitStack() as stack:
+            for limit in limits:
+                stack.enter_context(limit)
+            return self._call(session, out, auth)
 
     @staticmethod
     def _call(session: requests.Session, out: Outgoing, auth: Auth | None) -> requests.Response:
@@ -359,7 +361,7 @@ class Client:
     def _transport_error(
         self, out: Outgoing, error: requests.RequestException, elapsed: float, attempt: int, auth: Auth | None
     ) -> Exception:
-        secrets = out.secrets(auth)
+        secrets = secrets_of(out, auth)
         url = out.shown_url()
         reason = _redact.scrub(f"{type(error).__name__}: {error}".replace(out.url, url), secrets)[:300]
         log_request(_log.logger().warning, out, None, elapsed, attempt, None, error=type(error).__name__)
@@ -392,6 +394,23 @@ def _never_connected(error: requests.RequestException) -> bool:
     if isinstance(cause, MaxRetryError):
         cause = cause.reason
     return isinstance(cause, (NewConnectionError, ConnectTimeoutError))
+
+
+def secrets_of(out: Outgoing, auth: Auth | None) -> list[str]:
+    """``out.secrets(auth)``, without the auth's when it is what failed."""
+    try:
+        return out.secrets(auth)
+    except Exception:  # noqa: BLE001 - the auth's own error is being reported
+        return out.secrets()
+
+
+def masked_error(out: Outgoing, error: Exception, auth: Auth | None) -> BaseException:
+    """An error that came out of the transport's code, as a masked copy of itself.
+
+    Its type is kept (``except ValueError`` still works); its traceback, whose frames
+    inside requests or httpx hold the headers sent, is not.
+    """
+    return _redact.masked_chain(error, secrets_of(out, auth), {out.url: out.shown_url()})
 
 
 def auth_headers(auth: Auth) -> Mapping[str, str]:
@@ -500,6 +519,16 @@ def check_timeout(timeout: Any, owner: str) -> float | tuple[float, float]:
         msg = f"{owner}(timeout=) takes positive seconds or a (connect, read) pair of them, got {timeout!r}"
         raise ConfigurationError(msg)
     return (float(values[0]), float(values[1])) if len(values) == 2 else float(values[0])  # noqa: PLR2004
+
+
+def log_response(out: Outgoing, status: int, elapsed: float, attempt: int, response: Any) -> None:
+    """The ``http.request`` event of a response: debug (when enabled) below 400, else a warning."""
+    if status < 400:  # noqa: PLR2004
+        log = debug_logger()
+        if log is not None:
+            log_request(log.debug, out, status, elapsed, attempt, response)
+    else:
+        log_request(_log.logger().warning, out, status, elapsed, attempt, response)
 
 
 def log_request(
