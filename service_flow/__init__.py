@@ -18,7 +18,7 @@ context value.  See the README for the tour.
 from __future__ import annotations
 
 from service_flow.clock import SYSTEM_CLOCK, Clock, SystemClock
-from service_flow.driver import Drive, Driver, Outcome, Report, Result
+from service_flow.driver import Drive, Driver
 from service_flow.exceptions import (
     ConfigurationError,
     Fatal,
@@ -34,6 +34,7 @@ from service_flow.exceptions import (
 )
 from service_flow.flow import DEFAULT, Flow, Fork, Step, SubFlow, fork_on
 from service_flow.policy import NO_RETRY, ErrorKind, RetryPolicy, classify
+from service_flow.report import Outcome, Report, Result
 from service_flow.resources import Resources
 from service_flow.run import Run, RunStatus, StepRecord
 from service_flow.service import Around, AsyncCallNext, CallNext, FunctionService, Service, around, service

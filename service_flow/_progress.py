@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, TextIO
 
 if TYPE_CHECKING:
     from service_flow.clock import Clock
-    from service_flow.driver import Report
+    from service_flow.report import Report
 
 
 def _duration(seconds: float) -> str:

@@ -25,9 +25,11 @@ success            returns ``{"status": "succeeded", "context": ...}``
                    ``Retry(delay=...)``); after ``max_attempts`` attempts it fails with
                    `FlowTaskFailed` listing every attempt's error
 `Fatal`            the worker process tears down and sets up the flow's `Resources`, then
-                   rejects the message with requeue (the task acknowledges late, so the
-                   message is never lost); after ``max_restarts`` restarts in a row the
-                   worker process gives up: it requeues and shuts the worker down
+                   sends the input again (``task.retry``, the restart count in the
+                   message; the task acknowledges late, so the message is never lost);
+                   when the input's attempt after ``max_restarts`` restarts in a row
+                   raises `Fatal` again, the worker process gives up: it requeues the
+                   message and shuts the worker down (run eagerly: `FlowTaskFailed`)
 any other error    fails with `FlowTaskFailed` (a `ForkError` too: restarting cannot help)
 =================  ==========================================================================
 
@@ -42,17 +44,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import structlog
 from typing_extensions import TypedDict
 
 from service_flow import _log
-from service_flow.clock import SYSTEM_CLOCK
-from service_flow.exceptions import ConfigurationError, FlowError, InvalidInput, MissingContextKey
+from service_flow.clock import SYSTEM_CLOCK, Clock
+from service_flow.exceptions import FlowError, InvalidInput, MissingContextKey
 from service_flow.flow import Flow
-from service_flow.policy import RESTART, ErrorKind, RetryPolicy, classify, steering_problems
+from service_flow.policy import ErrorKind, RetryPolicy, Steering
 from service_flow.resources import Resources
 from service_flow.run import RunStatus
 
@@ -63,9 +65,8 @@ except ImportError as error:  # pragma: no cover - depends on the environment
     raise ImportError(msg) from error
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Sequence
+    from collections.abc import Callable, Sequence
 
-    from service_flow.clock import Clock
     from service_flow.run import Run
 
 __all__ = ["TASK_DEFAULTS", "FlowTaskFailed", "FlowTaskResult", "flow_task"]
@@ -80,7 +81,9 @@ TASK_DEFAULTS: dict[str, Any] = {
 }
 """The Celery task options `flow_task` sets (the keywords you pass override them)."""
 
+# Keyword arguments the task sends itself on a retry (reserved: not input keys).
 _ERRORS_KWARG = "attempt_errors"
+_RESTARTS_KWARG = "fatal_restarts"
 
 
 class FlowTaskResult(TypedDict):
@@ -97,7 +100,8 @@ class FlowTaskResult(TypedDict):
     run_id: str
     """The run id of the last attempt (its log events carry it)."""
     attempts: int
-    """How many times the input was run (retries included, requeues after `Fatal` not)."""
+    """How many times the input was run, counted as the driver counts them (retries and the
+    runs after a `Fatal` restart included)."""
 
 
 class FlowTaskFailed(FlowError):
@@ -125,15 +129,13 @@ class FlowTaskFailed(FlowError):
         return len(self.errors)
 
 
-class _Restarts:
-    """A worker process's count of `Fatal` results in a row, and the restarts they cause."""
+class _Worker:
+    """This worker process's resources for the flow, and whether it gave up after `Fatal`."""
 
-    def __init__(self, flow: Flow, policy: RetryPolicy, limit: int, clock: Clock) -> None:
+    def __init__(self, flow: Flow, steering: Steering, clock: Clock) -> None:
         self.flow = flow
-        self.policy = policy
-        self.limit = limit
+        self.steering = steering
         self.clock = clock
-        self.in_a_row = 0
         self.gave_up = False
         """Set once the worker was asked to shut down: from then on, every message goes back."""
         self._resources: Resources | None = None
@@ -149,38 +151,41 @@ class _Restarts:
         if self.gave_up:
             raise Reject("this worker process gave up after Fatal errors and is shutting down", requeue=True)
 
-    def on_fatal(self, task: Any, log: Any, error: str, cause: BaseException) -> NoReturn:
-        """Restart (or give up and shut the worker down), then requeue the message."""
-        log.warning("celery.task.fatal", error=error)
-        if not self.restart(log):
-            request = task.request
-            log.error("celery.worker.gave_up", restarts=self.in_a_row - 1, hostname=request.hostname)
-            if request.hostname and not request.is_eager:  # eager: no worker to shut down
-                self.gave_up = True
-                # A warm shutdown through Celery's remote control: the running task ends,
-                # prefetched messages go back, and the process supervisor decides what next.
-                task.app.control.shutdown(destination=[request.hostname])
-        raise Reject(error, requeue=True) from cause
+    def on_fatal(
+        self, task: Any, log: Any, errors: list[str], cause: BaseException, inputs: dict[str, Any], restarts: int
+    ) -> NoReturn:
+        """Restart and run the input again, or give up (the driver's budget, per input).
 
-    def restart(self, log: Any) -> bool:
-        """Back off, tear down and set up the resources; ``False`` once restarts ran out."""
-        self.in_a_row += 1
-        if self.in_a_row > self.limit:  # as the driver counts: `limit` restarts, then give up
-            return False
-        delay = self.policy.delay(self.in_a_row)
+        ``restarts`` is this input's restart number in a row, carried by its messages.
+        """
+        request = task.request
+        log.warning("celery.task.fatal", error=errors[-1], restarts=restarts)
+        delay = self.steering.restart_delay(restarts)
+        if delay is None:
+            log.error("celery.worker.gave_up", restarts=restarts - 1, hostname=request.hostname)
+            reason = self.steering.gave_up(restarts)
+            if request.is_eager or not request.hostname:  # no worker to shut down: the task fails
+                msg = f"flow {self.flow.name!r} gave up: {reason}: {errors[-1]}"
+                raise FlowTaskFailed(msg, errors, self.flow.name) from cause
+            self.gave_up = True
+            # A warm shutdown through Celery's remote control: the running task ends,
+            # prefetched messages go back, and the process supervisor decides what next.
+            task.app.control.shutdown(destination=[request.hostname])
+            why = f"{reason}: {errors[-1]}"
+            raise Reject(why, requeue=True) from cause
         self.clock.sleep(delay)
         try:
             self.resources.restart()
         except Exception as error:  # noqa: BLE001 - counted: the next Fatal backs off longer
-            log.warning("celery.worker.restart_failed", error=_log.describe_error(error), restarts=self.in_a_row)
+            log.warning("celery.worker.restart_failed", error=_log.describe_error(error), restarts=restarts)
         else:
             log.warning(
-                "celery.worker.restarted",
-                resources=len(self.resources),
-                restarts=self.in_a_row,
-                backoff_s=round(delay, 3),
+                "celery.worker.restarted", resources=len(self.resources), restarts=restarts, backoff_s=round(delay, 3)
             )
-        return True
+        # The same input again, at once, with its count: a new message, so that the count
+        # travels with it (a requeued message could not carry it).
+        kwargs = {_ERRORS_KWARG: errors, _RESTARTS_KWARG: restarts}
+        raise task.retry(args=(inputs,), kwargs=kwargs, countdown=0, exc=cause)
 
 
 def flow_task(  # noqa: PLR0913 - the driver's options, plus Celery's
@@ -191,8 +196,8 @@ def flow_task(  # noqa: PLR0913 - the driver's options, plus Celery's
     retry: RetryPolicy | None = None,
     restart: RetryPolicy | None = None,
     max_restarts: int = 5,
-    retry_on: Iterable[type[BaseException]] = (),
-    fatal_on: Iterable[type[BaseException]] = (),
+    retry_on: type[BaseException] | Iterable[type[BaseException]] = (),
+    fatal_on: type[BaseException] | Iterable[type[BaseException]] = (),
     exports: Iterable[str] | None = None,
     clock: Clock = SYSTEM_CLOCK,
     **options: Any,
@@ -200,20 +205,23 @@ def flow_task(  # noqa: PLR0913 - the driver's options, plus Celery's
     """Register ``flow`` (a flow or a single service) as a task of the Celery ``app``; return the task.
 
     The task takes the input mapping (JSON-serialisable with Celery's default
-    serializer) and returns a `FlowTaskResult`.  Exceptions mean what they mean to the
-    in-process driver:
+    serializer), or the inputs as keyword arguments (``task.delay(order_id=7)``), and
+    returns a `FlowTaskResult`.  Exceptions mean what they mean to the in-process
+    driver (the same `service_flow.policy.Steering`):
 
     * ``retry`` (default ``RetryPolicy()``): attempts and delays for `Retry` and the
       types in ``retry_on``; the countdown of ``task.retry`` comes from it, a
-      ``Retry(delay=...)`` overrides it;
+      ``Retry(delay=...)`` overrides it, up to the policy's ``ceiling``;
     * ``restart`` (default, as the driver's: `service_flow.policy.RESTART`, 1 s doubling up to 30 s)
       and ``max_restarts`` (default 5): after a `Fatal` (or a type in ``fatal_on``) the
-      worker process waits ``restart.delay(n)`` for the n-th restart in a row, recreates
-      the flow's `Resources`, and rejects the message with requeue; a Fatal after
-      ``max_restarts`` restarts in a row (no task finished in between) shuts the worker
-      down instead (warm shutdown, message requeued), so a broken worker does not spin;
-    * ``exports``: the keys the result carries (default: the whole final context);
-      every one must be in the context of a succeeded run;
+      worker process waits ``restart.delay(n)`` for the input's n-th restart in a row,
+      recreates the flow's `Resources`, and sends the input again (``task.retry``, the
+      count in the message); when the input's attempt after ``max_restarts`` restarts
+      in a row raises `Fatal` again, the worker shuts down instead (warm shutdown,
+      message requeued), so a broken worker does not spin.  Run eagerly, the task fails
+      with `FlowTaskFailed` then;
+    * ``exports``: the keys the result carries (default: the whole final context), a
+      list of strings checked here; every one must be in the context of a succeeded run;
     * ``name`` (default: the flow's name) and ``options`` go to ``app.task``, over
       `TASK_DEFAULTS` (``acks_late``, ``reject_on_worker_lost``).
 
@@ -223,21 +231,32 @@ def flow_task(  # noqa: PLR0913 - the driver's options, plus Celery's
     carry it when your structlog configuration merges them.
     """
     flow = flow if isinstance(flow, Flow) else Flow(flow)
-    retry_policy = RetryPolicy() if retry is None else retry
-    restart_policy = RESTART if restart is None else restart
-    restarts = _Restarts(flow, restart_policy, max_restarts, clock)
-    retry_types = tuple(retry_on)
-    fatal_types = tuple(fatal_on)
-    export_keys = None if exports is None else tuple(exports)
-    _check_options(flow, max_restarts, (*retry_types, *fatal_types), export_keys)
+    export_keys, export_problem = _exports(exports)
+    steering = Steering.of(
+        f"flow_task for flow {flow.name!r}",
+        retry=retry,
+        restart=restart,
+        max_restarts=max_restarts,
+        retry_on=retry_on,
+        fatal_on=fatal_on,
+        problems=[
+            export_problem,
+            None if isinstance(clock, Clock) else f"clock takes a service_flow.Clock, got {clock!r}",
+            None if name is None or type(name) is str else f"name takes a str, got {name!r}",
+        ],
+    )
+    worker = _Worker(flow, steering, clock)
 
-    def run_flow(task: Any, inputs: object, attempt_errors: Sequence[str] = ()) -> FlowTaskResult:
+    def run_flow(task: Any, *args: Any, **kwargs: Any) -> FlowTaskResult:
         request = task.request
-        attempt = request.retries + 1
+        attempt_errors = [str(error) for error in kwargs.pop(_ERRORS_KWARG, ())]
+        restarts = kwargs.pop(_RESTARTS_KWARG, 0)
+        attempt = len(attempt_errors) + 1
         log = _log.logger().bind(task=task.name, task_id=request.id, flow=flow.name, attempt=attempt)
-        restarts.refuse_if_gave_up()
-        if not isinstance(inputs, Mapping):
-            error: BaseException = InvalidInput(f"the task takes a mapping of inputs, got {type(inputs).__name__}")
+        worker.refuse_if_gave_up()
+        inputs, problem = _inputs(args, kwargs)
+        if problem is not None:
+            error: BaseException = InvalidInput(problem)
             return _fail(log, [*attempt_errors, _log.describe_error(error)], flow, error)
         with structlog.contextvars.bound_contextvars(task_id=request.id):
             # A worker runs one task at a time per process (or thread): an async flow
@@ -246,35 +265,47 @@ def flow_task(  # noqa: PLR0913 - the driver's options, plus Celery's
         log = log.bind(run_id=run.run_id)
         failure = run.error if run.status is RunStatus.FAILED else None
         if failure is None:
-            restarts.in_a_row = 0
             try:
                 return _result(run, export_keys, attempt, task, log)
             except FlowError as error:
                 return _fail(log, [*attempt_errors, _log.describe_error(error)], flow, error)
         errors = [*attempt_errors, _log.describe_error(failure)]
-        kind = classify(failure, retry_on=retry_types, fatal_on=fatal_types)
+        kind = steering.classify(failure)
         if kind is ErrorKind.FATAL:
-            restarts.on_fatal(task, log, errors[-1], failure)
-        restarts.in_a_row = 0
-        if kind is ErrorKind.RETRY and not retry_policy.exhausted(attempt):
-            countdown = retry_policy.delay(attempt, failure)
-            log.info("celery.task.retrying", error=errors[-1], countdown_s=round(countdown, 3))
-            raise task.retry(kwargs={_ERRORS_KWARG: errors}, countdown=countdown, exc=failure)
+            worker.on_fatal(task, log, errors, failure, inputs, int(restarts) + 1)
+        if kind is ErrorKind.RETRY:
+            countdown = steering.retry_delay(attempt, failure)
+            if countdown is not None:  # finite, between 0 and the policy's ceiling
+                log.info("celery.task.retrying", error=errors[-1], countdown_s=round(countdown, 3))
+                raise task.retry(args=(inputs,), kwargs={_ERRORS_KWARG: errors}, countdown=countdown, exc=failure)
         return _fail(log, errors, flow, failure)
 
     task_options = {**TASK_DEFAULTS, "name": name or flow.name, **options}
     return app.task(bind=True, **task_options)(run_flow)
 
 
-def _check_options(
-    flow: Flow, max_restarts: int, exception_types: tuple[object, ...], exports: tuple[object, ...] | None
-) -> None:
-    problems = steering_problems(max_restarts, exception_types)
-    if exports is not None and not all(isinstance(key, str) for key in exports):
-        problems.append(f"exports must be context keys (strings), got {exports!r}")
-    if problems:
-        msg = f"flow_task for flow {flow.name!r}: {'; '.join(problems)}"
-        raise ConfigurationError(msg, flow=flow.name)
+def _exports(exports: object) -> tuple[tuple[str, ...] | None, str | None]:
+    """The exported keys, and what is wrong with them (checked when the task is made)."""
+    if exports is None:
+        return None, None
+    if isinstance(exports, (str, bytes)) or not isinstance(exports, Iterable):
+        return None, f"exports takes a list of context keys (strings), got {exports!r}"
+    keys = tuple(exports)
+    if not all(type(key) is str for key in keys):
+        return None, f"exports must be context keys (strings), got {keys!r}"
+    return keys, None
+
+
+def _inputs(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
+    """The input mapping of a task call: one positional mapping, or keyword arguments."""
+    if not args:
+        return dict(kwargs), None
+    if len(args) > 1 or kwargs:
+        given = f"{len(args)} positional and {len(kwargs)} keyword arguments"
+        return {}, f"the task takes one mapping of inputs, or the inputs as keyword arguments, not both: got {given}"
+    if not isinstance(args[0], Mapping):
+        return {}, f"the task takes a mapping of inputs, got {type(args[0]).__name__}"
+    return dict(args[0]), None
 
 
 def _result(run: Run, exports: tuple[str, ...] | None, attempt: int, task: Any, log: Any) -> FlowTaskResult:

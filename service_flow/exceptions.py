@@ -26,6 +26,7 @@ The names of the original service-flow stay importable: `StopFlowException`,
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -113,8 +114,10 @@ class StopFlow(FlowError):
 class Retry(FlowError):
     """Process this same input again, from the start, after a delay.
 
-    ``delay`` (seconds) overrides the delay the retry policy would compute; ``None``
-    leaves the choice to the policy.
+    ``delay`` (seconds) overrides the delay the retry policy would compute, up to the
+    policy's ``ceiling``; ``None`` leaves the choice to the policy.  A delay that is not
+    a finite number of seconds, zero or more (NaN, infinity, a string) is refused with a
+    `ConfigurationError` naming it.
     """
 
     def __init__(
@@ -124,9 +127,14 @@ class Retry(FlowError):
         flow: str | None = None,
         step: str | None = None,
     ) -> None:
-        if delay is not None and delay < 0:
-            msg = f"Retry delay must be zero or more seconds, got {delay!r}"
-            raise ValueError(msg)
+        given: object = delay  # what a caller passes is checked, whatever the annotation says
+        if given is not None and (
+            isinstance(given, bool) or not isinstance(given, (int, float)) or not 0 <= given < math.inf
+        ):
+            # Refused here, where the bad value is made; raised by a service, this error
+            # makes the input a dead letter naming it (never a stuck or crashed runner).
+            msg = f"Retry delay must be a finite number, zero or more seconds, got {delay!r}"
+            raise ConfigurationError(msg)
         super().__init__(*args, flow=flow, step=step)
         self.delay = delay
 

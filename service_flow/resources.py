@@ -25,6 +25,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import structlog
+
 from service_flow import _log
 from service_flow.flow import Flow
 
@@ -89,6 +91,8 @@ class Resources:
                 hook()
             except Exception as error:  # noqa: BLE001 - reported, and the others still close
                 errors.append(error)
+                if not structlog.is_configured():  # nobody asked: the caller reports the restart
+                    continue
                 _log.logger().warning(
                     "resource.teardown_failed",
                     resource=type(item).__name__,

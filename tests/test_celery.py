@@ -112,7 +112,7 @@ def test_an_exported_key_a_succeeded_run_lacks_fails_the_task_naming_it():
 def test_options_are_checked_when_the_task_is_made():
     with pytest.raises(ConfigurationError) as caught:
         flow_task(eager_app(), Flow(Raise()), exports=[1], retry_on=["TimeoutError"], max_restarts=-1)
-    for problem in ("exports must be context keys", "take exception types, got 'TimeoutError'", "max_restarts"):
+    for problem in ("exports must be context keys", "retry_on takes exception types, got 'TimeoutError'", "restarts"):
         assert problem in str(caught.value)
 
 
@@ -171,16 +171,15 @@ def test_retry_on_and_other_errors():
     assert caught.value.errors[1].startswith("KeyError: 'x'")
 
 
-def test_fatal_recreates_the_resources_and_requeues_the_message(events):
+def test_fatal_recreates_the_resources_and_runs_the_input_again(events):
     resource = Resource()
     clock = FakeClock()
     restart = RetryPolicy(initial=2, jitter=0)
     task = flow_task(eager_app(), Flow(Raise(Fatal("lost"), resource=resource)), restart=restart, clock=clock)
-    result = apply(task, {"order_id": 7})
-    assert result.state == "REJECTED"
+    result = apply(task, {"order_id": 7}).get()
+    assert (result["status"], result["attempts"]) == ("succeeded", 2)  # attempts as the driver counts them
     assert resource.calls == ["teardown", "setup"]
     assert clock.sleeps == [2.0]
-    assert apply(task, {"order_id": 7}).get()["status"] == "succeeded"
     assert [e["event"] for e in events if e["event"].startswith("celery.")] == [
         "celery.task.fatal",
         "celery.worker.restarted",
@@ -188,24 +187,70 @@ def test_fatal_recreates_the_resources_and_requeues_the_message(events):
     ]
 
 
-def test_fatal_in_a_row_back_off_then_give_up_and_success_resets_the_count(events):
+def test_an_input_whose_restarts_do_not_help_fails_eagerly_never_returns_none(events):
     resource = Resource()
     clock = FakeClock()
     service = Raise(*[Fatal(f"lost {n}") for n in range(6)], resource=resource)
     restart = RetryPolicy(initial=1, multiplier=3, jitter=0)
     task = flow_task(eager_app(), Flow(service), restart=restart, max_restarts=2, clock=clock)
-    states = [apply(task, {"order_id": 7}).state for _ in range(3)]
-    assert states == ["REJECTED"] * 3  # the message is never dropped
+    result = apply(task, {"order_id": 7})
+    assert result.state == "FAILURE"
+    with pytest.raises(FlowTaskFailed, match="2 restarts in a row did not help") as caught:
+        result.get()
+    assert caught.value.attempts == 3  # the first, and one after each restart
     assert clock.sleeps == [1.0, 3.0]
     assert resource.calls == ["teardown", "setup"] * 2  # the third Fatal in a row gives up
     assert [e["restarts"] for e in events if e["event"] == "celery.worker.gave_up"] == [2]
-    service.errors[:] = [Fatal("again")]
-    apply(task, {"order_id": 7})  # the fourth in a row: gives up again
-    service.errors[:] = []
-    assert apply(task, {"order_id": 7}).get()["status"] == "succeeded"
+    # The budget is the input's: a new input starts afresh.
     service.errors[:] = [Fatal("later")]
-    apply(task, {"order_id": 7})
-    assert clock.sleeps == [1.0, 3.0, 1.0]  # counted afresh after a success
+    assert apply(task, {"order_id": 8}).get()["status"] == "succeeded"
+    assert clock.sleeps == [1.0, 3.0, 1.0]
+
+
+def test_a_retry_between_fatal_errors_breaks_the_run_of_restarts():
+    clock = FakeClock()
+    service = Raise(Fatal("a"), Fatal("b"), Retry("busy", delay=0), Fatal("c"), Fatal("d"))
+    task = flow_task(eager_app(), Flow(service), restart=RetryPolicy(initial=1, jitter=0), max_restarts=2, clock=clock)
+    result = apply(task, {"order_id": 7}).get()
+    assert (result["status"], result["attempts"]) == ("succeeded", 6)
+    assert clock.sleeps == [1.0, 2.0, 1.0, 2.0]  # counted afresh after the Retry
+
+
+@pytest.mark.parametrize("delay", [1e10, 10**400])
+def test_a_huge_retry_delay_is_capped_by_the_policy_ceiling(events, delay):
+    class Huge(Retry):
+        def __init__(self) -> None:
+            super().__init__("later")
+            self.delay = delay  # around the constructor's check, as a subclass may
+
+    task = flow_task(eager_app(), Flow(Raise(Huge())), retry=RetryPolicy(ceiling=90, jitter=0))
+    assert apply(task, {"order_id": 7}).get()["status"] == "succeeded"
+    assert [e["countdown_s"] for e in events if e["event"] == "celery.task.retrying"] == [90.0]
+
+
+def test_a_retry_delay_that_is_not_a_number_uses_the_policy_backoff(events):
+    class Odd(Retry):
+        def __init__(self) -> None:
+            super().__init__("later")
+            self.delay = float("nan")
+
+    task = flow_task(eager_app(), Flow(Raise(Odd())), retry=RetryPolicy(initial=3, jitter=0))
+    assert apply(task, {"order_id": 7}).get()["status"] == "succeeded"
+    assert [e["countdown_s"] for e in events if e["event"] == "celery.task.retrying"] == [3.0]
+
+
+@pytest.mark.parametrize("exports", ["done", b"done", 5, ["done", 3]])
+def test_exports_are_checked_when_the_task_is_made_before_anything_runs(exports):
+    service = Raise()
+    with pytest.raises(ConfigurationError, match="exports"):
+        flow_task(eager_app(), Flow(service), exports=exports)
+
+
+def test_keyword_arguments_are_the_input():
+    task = flow_task(eager_app(), Flow(Raise()))
+    assert task.apply(kwargs={"order_id": 9}).get()["context"] == {"order_id": 9, "done": 9}
+    with pytest.raises(FlowTaskFailed, match="not both"):
+        task.apply(args=({"order_id": 9},), kwargs={"order_id": 9}).get()
 
 
 def test_a_fork_error_is_a_failure_not_a_restart():

@@ -738,7 +738,7 @@ def test_a_worker_process_that_dies_loses_nothing():
     assert report.stop_reason.startswith("the executor refused work: BrokenProcessPool")
     done = {r.position for r in results}
     stuck = {r.position for r in report.not_processed}
-    unread = {d["n"] for d in report.unread}
+    unread = {d["n"] for d in report.unread or ()}  # None when all was read before the pool broke
     assert not done & stuck
     assert done | stuck | unread == set(range(200))
     assert 7 in stuck
@@ -746,23 +746,23 @@ def test_a_worker_process_that_dies_loses_nothing():
 
 
 def test_batches_on_an_executor_adapt_to_the_dispatch_cost():
-    from service_flow.driver import _State
+    from service_flow._remote import BatchSizer
 
     with ProcessPoolExecutor(1) as pool:
-        state = _State(Driver(double, executor=pool), iter(()))
-        assert state.batch == 8
-        state._resize(8, worked=0.008, round_trip=0.018)  # 1 ms of work per input, 10 ms dispatch
-        assert state.batch == 32  # wants 50 inputs (dispatch a fifth of the work), grows 4x at most
-        state._resize(32, worked=0.032, round_trip=0.042)
-        assert state.batch == 50
-        state._resize(50, worked=25.0, round_trip=25.01)  # half a second each: dispatch is nothing
-        assert state.batch == 1
-        state._resize(1, worked=0.1, round_trip=1.1)  # a slow dispatch, but a batch holds ~1 s of work
-        state._resize(4, worked=0.4, round_trip=1.4)
-        assert state.batch == 10
-        for _ in range(10):
-            state._resize(state.batch, worked=0.0, round_trip=0.005)
-        assert state.batch == 1024
-        fixed = _State(Driver(double, executor=pool, batch_size=5), iter(()))
-        assert fixed.batch == 5
-        assert not fixed.driver.adaptive
+        assert Driver(double, executor=pool).adaptive
+        assert not Driver(double, executor=pool, batch_size=5).adaptive
+    sizer = BatchSizer(None, adaptive=True)
+    assert sizer.size == 8
+    sizer.resize(8, worked=0.008, round_trip=0.018)  # 1 ms of work per input, 10 ms dispatch
+    assert sizer.size == 32  # wants 50 inputs (dispatch a fifth of the work), grows 4x at most
+    sizer.resize(32, worked=0.032, round_trip=0.042)
+    assert sizer.size == 50
+    sizer.resize(50, worked=25.0, round_trip=25.01)  # half a second each: dispatch is nothing
+    assert sizer.size == 1
+    sizer.resize(1, worked=0.1, round_trip=1.1)  # a slow dispatch, but a batch holds ~1 s of work
+    sizer.resize(4, worked=0.4, round_trip=1.4)
+    assert sizer.size == 10
+    for _ in range(10):
+        sizer.resize(sizer.size, worked=0.0, round_trip=0.005)
+    assert sizer.size == 1024
+    assert BatchSizer(5, adaptive=False).size == 5

@@ -265,8 +265,7 @@ def test_expected_values_of_sensitive_headers_are_masked_in_checks(
     step = Client(httpserver.url_for("")).get("/x").check(headers={"X-Api-Key": KEY, "X-Trace": "t1"})
     run = Flow(step).run({})
     assert isinstance(run.error, CheckFailed)
-    assert "'X-Api-Key' == '***'" in str(run.error)
-    assert "'X-Trace' == 't1'" in str(run.error) or "X-Trace" not in str(run.error)
+    assert "Header('X-Api-Key', ***)" in str(run.error)
     assert_hidden(exposed(run, run.error))
     assert_hidden(repr(events))
 

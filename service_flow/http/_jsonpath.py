@@ -2,7 +2,14 @@
 
 The extended parser is used, so filters (``$.jobs[?(@.state == "done")]``) work.  A
 malformed expression raises `ConfigurationError` naming it when whatever uses it is
-built (a condition, a capture), never in the middle of a run.
+built (a condition, a capture), never in the middle of a run.  An expression already
+compiled by jsonpath-ng (``jsonpath_ng.ext.parse("$.x")``) is accepted wherever a string is.
+
+Matching runs on data a server sent, so it may fail where the expression is fine: a
+filter comparing a string with a number (older jsonpath-ng raises ``TypeError``), a
+sort over mixed types, a document nested too deeply for jsonpath-ng's recursion.  Such a
+failure is a `PathError` naming the expression and the reason, never a bare ``TypeError``
+or ``RecursionError``: conditions read it as "no match", captures and checks report it.
 """
 
 from __future__ import annotations
@@ -10,20 +17,41 @@ from __future__ import annotations
 import functools
 import re
 import threading
-from typing import Any, Callable
+from typing import Any, Callable, Union
 
+from jsonpath_ng import JSONPath
 from jsonpath_ng.exceptions import JSONPathError
 from jsonpath_ng.ext.parser import parse
+from typing_extensions import TypeAlias
 
 from service_flow.exceptions import ConfigurationError
 
-__all__ = ["compile_path", "find", "finder"]
+__all__ = ["Expression", "PathError", "compile_path", "find", "finder", "text_of"]
+
+Expression: TypeAlias = Union[str, JSONPath]
+"""A JSONPath: its text (``"$.data.id"``) or an expression compiled by jsonpath-ng."""
+
+Finder = Callable[[Any], "list[Any]"]
 
 # The parser (ply) keeps state while it parses: one parse at a time.
 _PARSE_LOCK = threading.Lock()
 
 
-def compile_path(expression: str) -> Any:
+class PathError(ValueError):
+    """A JSONPath could not be evaluated on a document (the document's fault, not the path's)."""
+
+    def __init__(self, expression: str, reason: str) -> None:
+        super().__init__(f"{expression!r} could not be evaluated on the body: {reason}")
+        self.expression = expression
+        self.reason = reason
+
+
+def text_of(expression: Expression) -> str:
+    """The text of ``expression``, for messages and reprs."""
+    return expression if isinstance(expression, str) else str(expression)
+
+
+def compile_path(expression: Expression) -> Any:
     """The compiled form of ``expression``, parsed once per distinct expression.
 
     >>> compile_path("$.data.id").find({"data": {"id": 7}})[0].value
@@ -33,8 +61,10 @@ def compile_path(expression: str) -> Any:
     ...
     service_flow.exceptions.ConfigurationError: malformed JSONPath expression '$.data[': Parse error ...
     """
+    if isinstance(expression, JSONPath):
+        return expression
     if not isinstance(expression, str) or not expression.strip():
-        msg = f"a JSONPath expression must be a non-empty string, got {expression!r}"
+        msg = f"a JSONPath expression must be a non-empty string or a jsonpath-ng expression, got {expression!r}"
         raise ConfigurationError(msg)
     return _compile(expression)
 
@@ -50,7 +80,7 @@ def _compile(expression: str) -> Any:
         raise ConfigurationError(msg) from None
 
 
-def find(expression: str, data: Any) -> list[Any]:
+def find(expression: Expression, data: Any) -> list[Any]:
     """Every value ``expression`` selects in ``data`` (an empty list when none).
 
     >>> find("$.items[*].id", {"items": [{"id": 1}, {"id": 2}]})
@@ -64,24 +94,37 @@ _PLAIN = re.compile(r"""\$(?:\.[A-Za-z_]\w*|\[\d+\]|\['[^']*'\]|\["[^"]*"\])*\Z"
 _STEPS = re.compile(r"""\.([A-Za-z_]\w*)|\[(\d+)\]|\['([^']*)'\]|\["([^"]*)"\]""")
 
 
-def finder(expression: str) -> Callable[[Any], list[Any]]:
+def finder(expression: Expression) -> Finder:
     """A function giving every value ``expression`` selects in a document, compiled once.
 
     A plain path (``$.data.items[0]``), the usual case, is walked directly, several
-    times faster than jsonpath-ng's matcher objects; the rest goes to jsonpath-ng.
+    times faster than jsonpath-ng's matcher objects; the rest goes to jsonpath-ng.  The
+    function raises `PathError` when jsonpath-ng fails on the document.
 
     >>> finder("$.data.items[1]")({"data": {"items": ["a", "b"]}}), finder("$.x")({"y": 1})
     (['b'], [])
     """
+    if isinstance(expression, JSONPath):
+        return _matcher(expression, str(expression))  # may be unhashable: not cached
     compile_path(expression)  # validates, and caches the parse
     return _finder(expression)
 
 
+def _matcher(path: Any, text: str) -> Finder:
+    def match(data: Any) -> list[Any]:
+        try:
+            return [found.value for found in path.find(data)]
+        except Exception as error:  # noqa: BLE001 - whatever jsonpath-ng raises on server data
+            reason = "the body is nested too deeply" if isinstance(error, RecursionError) else str(error)
+            raise PathError(text, f"{type(error).__name__}: {reason}"[:200]) from None
+
+    return match
+
+
 @functools.lru_cache(maxsize=512)
-def _finder(expression: str) -> Callable[[Any], list[Any]]:
+def _finder(expression: str) -> Finder:
     if not _PLAIN.match(expression):
-        path = _compile(expression)
-        return lambda data: [match.value for match in path.find(data)]
+        return _matcher(_compile(expression), expression)
     steps = tuple(
         int(m[2]) if m[2] is not None else next(g for g in (m[1], m[3], m[4]) if g is not None)
         for m in _STEPS.finditer(expression)

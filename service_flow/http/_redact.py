@@ -145,26 +145,6 @@ def secrets_in(fields: Any) -> list[str]:
     return found
 
 
-def masked_fields(value: Any, depth: int = 0) -> Any:
-    """``value`` (JSON-like) with the values of sensitive fields replaced by ``***``, for display."""
-    if depth > 8:  # noqa: PLR2004 - deep enough to show; stops cycles
-        return value
-    if isinstance(value, dict):
-        return {
-            key: MASK if isinstance(key, str) and is_sensitive_field(key) else masked_fields(item, depth + 1)
-            for key, item in value.items()
-        }
-    if isinstance(value, (list, tuple)):
-        return type(value)(masked_fields(item, depth + 1) for item in value)
-    return value
-
-
-def path_is_sensitive(expression: str) -> bool:
-    """Whether a JSONPath's last field names a secret (``$.auth.access_token``)."""
-    last = re.split(r"[.\[\]'\"]+", expression.strip().rstrip("]'\" "))[-1]
-    return bool(last) and is_sensitive_field(last)
-
-
 def _collect(value: Any, found: list[str], depth: int) -> None:
     if depth > 8:  # noqa: PLR2004 - deep enough for any request body; stops cycles
         return

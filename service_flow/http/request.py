@@ -21,18 +21,20 @@ Three parts, so that another transport (an async one) can reuse the first and th
 
 from __future__ import annotations
 
-import inspect
 import math
 import re
 import string
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Final, Union
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Final
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit
+
+from jsonpath_ng import JSONPath
 
 from service_flow.exceptions import ConfigurationError, FlowError, MissingContextKey
 from service_flow.http import _jsonpath, _redact
+from service_flow.http._jsonpath import Expression, PathError
 from service_flow.http.client import Client, Limit, Timeout, check_base_url, check_timeout, header_problem
-from service_flow.http.conditions import Observed, as_condition, same_json
+from service_flow.http.conditions import AllOf, Condition, ConditionSpec, Observed, as_condition
 from service_flow.http.errors import (
     CaptureFailed,
     CheckFailed,
@@ -48,7 +50,7 @@ from service_flow.http.status import IDEMPOTENT_METHODS, Action, StatusActions, 
 from service_flow.service import Service
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Sequence
+    from collections.abc import Iterable
 
     from service_flow.http.auth import Auth
     from service_flow.http.errors import HTTPError
@@ -70,8 +72,6 @@ NOTHING: Final = _Nothing()
 """Marks an option that was not given (``None`` can be a value)."""
 
 Context = dict[str, Any]
-ResponseCheck = Callable[[Any], Any]
-"""A function check: takes the response, returns whether it is acceptable."""
 
 
 class Outgoing:
@@ -153,19 +153,24 @@ class Outgoing:
 # -- JSON paths -------------------------------------------------------------------------
 
 PathFinder = Callable[[Any], list[Any]]
-NOT_JSON: Final = "the body is not JSON"
 
 
-def compile_json_path(expression: str) -> PathFinder:
+def compile_json_path(expression: Expression) -> PathFinder:
     """A function giving every match of ``expression`` in a JSON document, as a list.
 
-    Plain paths (``$.data.items[0]['id']``) are walked directly, the rest goes to
-    jsonpath-ng; a malformed expression raises `ConfigurationError` now, not per call.
+    ``expression`` is a string starting with ``$`` or an expression compiled by
+    jsonpath-ng.  Plain paths (``$.data.items[0]['id']``) are walked directly, the rest
+    goes to jsonpath-ng; a malformed expression raises `ConfigurationError` now, not
+    per call.  The function raises `PathError` when jsonpath-ng fails on a document.
     """
-    if not isinstance(expression, str) or not expression.startswith("$"):
+    if isinstance(expression, str) and not expression.startswith("$"):
         msg = f"a JSON path starts with '$', got {expression!r}"
         raise ConfigurationError(msg)
     return _jsonpath.finder(expression)
+
+
+def _is_path(spec: object) -> bool:
+    return isinstance(spec, (str, JSONPath))
 
 
 # -- captures ---------------------------------------------------------------------------
@@ -175,8 +180,11 @@ class Capture:
     """Where a captured value comes from: a JSON path, a header, or a function of the response.
 
     ``Capture.json("$.data.id")`` gives the first match (``all=True``: a list of every
-    match); ``Capture.header("ETag")``; ``Capture.using(lambda response: ...)``.
-    Without a ``default``, finding nothing raises `CaptureFailed`.
+    match); ``Capture.header("ETag")``; ``Capture.using(lambda response: ...)``.  A path
+    is a string or an expression compiled by jsonpath-ng.  Without a ``default``,
+    finding nothing raises `CaptureFailed`; a body that is not JSON finds nothing, and a
+    path jsonpath-ng cannot evaluate on the body (a filter comparing mixed types) is a
+    `CaptureFailed` naming the path, default or not.
     """
 
     __slots__ = ("default", "describe", "finder", "kind", "source", "take_all")
@@ -187,13 +195,16 @@ class Capture:
         self.take_all = take_all
         self.default = default
         self.finder: PathFinder | None = compile_json_path(source) if kind == "json" else None
-        self.describe = {"json": f"JSON path {source!r}", "header": f"header {source!r}"}.get(
+        self.describe = {"json": f"JSON path {_jsonpath.text_of(source)!r}", "header": f"header {source!r}"}.get(
             kind, f"function {getattr(source, '__name__', source)!r}"
         )
 
     @classmethod
-    def json(cls, path: str, *, all: bool = False, default: Any = NOTHING) -> Capture:  # noqa: A002 - reads well
+    def json(cls, path: Expression, *, all: bool = False, default: Any = NOTHING) -> Capture:  # noqa: A002 - reads well
         """The first match of ``path`` in the JSON body (a list of all matches with ``all=True``)."""
+        if not _is_path(path):
+            msg = f"Capture.json() takes a JSON path ('$.data') or a jsonpath-ng expression, got {path!r}"
+            raise ConfigurationError(msg)
         return cls("json", path, take_all=all, default=default)
 
     @classmethod
@@ -211,10 +222,10 @@ class Capture:
 
     @classmethod
     def of(cls, spec: Any, key: str) -> Capture:
-        """A `Capture`, a ``"$..."`` JSON path or a function of the response, as a `Capture`."""
+        """A `Capture`, a JSON path (``"$..."`` or jsonpath-ng's) or a function of the response, as a `Capture`."""
         if isinstance(spec, Capture):
             return spec
-        if isinstance(spec, str):
+        if _is_path(spec):
             return cls.json(spec)
         if callable(spec):
             return cls.using(spec)
@@ -222,7 +233,10 @@ class Capture:
         raise ConfigurationError(msg)
 
     def take(self, response: Any, body: Observed) -> Any:
-        """The captured value; `NOTHING` when nothing was found and there is no default."""
+        """The captured value; `NOTHING` when nothing was found and there is no default.
+
+        Raises `PathError` when the JSON path cannot be evaluated on the body.
+        """
         if self.kind == "json":
             assert self.finder is not None  # noqa: S101 - set for every JSON capture
             if not body.is_json:
@@ -248,139 +262,51 @@ def _capture(kind: str, source: Any, take_all: bool, default: Any) -> Capture:
     return Capture(kind, source, take_all=take_all, default=default)
 
 
-# -- checks -----------------------------------------------------------------------------
+# -- checks: conditions the response must meet ------------------------------------------
 
 
 class _Check:
-    """One assertion on a response: ``problem`` says what was wrong, ``None`` when it holds."""
+    """One condition the response must meet, and the message to raise when it does not."""
 
-    __slots__ = ("describe",)
+    __slots__ = ("condition", "message")
 
-    describe: str
+    def __init__(self, condition: Condition, message: str | None = None) -> None:
+        self.condition = condition
+        self.message = message
 
-    def problem(self, response: Any, body: Observed) -> str | None:
-        raise NotImplementedError
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_Check, (self.condition, self.message))
 
-
-class _StatusIs(_Check):
-    __slots__ = ("expected",)
-
-    def __init__(self, expected: Any) -> None:
-        values = (expected,) if isinstance(expected, int) else tuple(expected)
-        if not values or not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
-            msg = f"check(status=) takes a status or a collection of them, got {expected!r}"
-            raise ConfigurationError(msg)
-        self.expected = frozenset(values)
-        shown = values[0] if len(values) == 1 else sorted(values)
-        self.describe = f"status == {shown}" if len(values) == 1 else f"status in {shown}"
-
-    def problem(self, response: Any, body: Observed) -> str | None:  # noqa: ARG002
-        status = response.status_code
-        return None if status in self.expected else f"got {status}"
+    def __repr__(self) -> str:
+        said = "" if self.message is None else f": {self.message!r}"
+        return f"<check {self.condition!r}{said}>"
 
 
-class _JsonIs(_Check):
-    __slots__ = ("expected",)
-
-    def __init__(self, expected: Any) -> None:
-        self.expected = expected
-        self.describe = "JSON body equals the expected value"
-
-    def problem(self, response: Any, body: Observed) -> str | None:  # noqa: ARG002
-        if not body.is_json:
-            return NOT_JSON
-        return None if same_json(body.json, self.expected) else "the body differs"
+CheckSpec = ConditionSpec
+"""A check is a condition, in any form `as_condition` takes (the same as `Poll`'s)."""
 
 
-class _PathIs(_Check):
-    __slots__ = ("expected", "finder", "path")
+def parse_checks(spec: object, message: str | None = None, *, owner: str = "Request") -> tuple[_Check, ...]:
+    """The checks ``spec`` asks for: ``None`` for none, or one condition in any accepted form.
 
-    def __init__(self, path: str, expected: Any) -> None:
-        self.path = path
-        self.finder = compile_json_path(path)
-        self.expected = expected
-        self.describe = f"JSON path {path!r} == expected value"
-
-    def problem(self, response: Any, body: Observed) -> str | None:  # noqa: ARG002
-        if not body.is_json:
-            return NOT_JSON
-        data = body.json
-        matches = self.finder(data)
-        if not matches:
-            return f"{self.path!r} matched nothing"
-        if same_json(matches[0], self.expected):
-            return None
-        return f"{self.path!r} is a {type(matches[0]).__name__} of a different value"
-
-
-class _HeaderIs(_Check):
-    __slots__ = ("expected", "header")
-
-    def __init__(self, header: str, expected: str) -> None:
-        self.header = header
-        self.expected = expected
-        shown = _redact.MASK if _redact.is_sensitive_header(header) else expected
-        self.describe = f"header {header!r} == {shown!r}"
-
-    def problem(self, response: Any, body: Observed) -> str | None:  # noqa: ARG002
-        got = response.headers.get(self.header)
-        if got == self.expected:
-            return None
-        return "it is missing" if got is None else "it differs"
-
-
-class _Holds(_Check):
-    __slots__ = ("func",)
-
-    def __init__(self, func: ResponseCheck) -> None:
-        self.func = func
-        named = inspect.isfunction(func) or inspect.ismethod(func)
-        self.describe = f"{func.__name__}(response)" if named else repr(func)
-
-    def problem(self, response: Any, body: Observed) -> str | None:  # noqa: ARG002
-        return None if self.func(response) else "it returned a false value"
-
-
-CheckSpec = Union[Mapping[str, Any], ResponseCheck]
-"""A check: ``{"status": 200, "json": {...}, "jsonpath": {...}, "headers": {...}}`` or a function."""
-
-_CHECK_KINDS = ("status", "json", "jsonpath", "headers")
-
-
-def parse_checks(spec: CheckSpec | Sequence[CheckSpec] | None) -> tuple[_Check, ...]:
-    """Checks from a mapping of kinds, a function of the response, or a list of those."""
+    A condition made of parts that must all hold (``a & b``, a dict) becomes one check
+    per part, so that a failure names the part that failed.  A list means any of its
+    items, as everywhere conditions are given.
+    """
     if spec is None:
         return ()
-    if isinstance(spec, Mapping):
-        if any(k not in _CHECK_KINDS for k in spec) or isinstance(spec.get("jsonpath"), list):
-            # httsleep's dict form, as polling conditions take it ({"status_code": 200, ...}).
-            return (_Holds(as_condition(spec)),)
-        checks: list[_Check] = []
-        # Presence, never truthiness, decides: {"json": {}} and {"status": 0} are checks too.
-        if "status" in spec:
-            checks.append(_StatusIs(spec["status"]))
-        if "json" in spec:
-            checks.append(_JsonIs(spec["json"]))
-        for path, expected in _mapping(spec.get("jsonpath"), "jsonpath").items():
-            checks.append(_PathIs(path, expected))
-        for name, expected in _mapping(spec.get("headers"), "headers").items():
-            checks.append(_HeaderIs(name, expected))
-        return tuple(checks)
-    if callable(spec):
-        return (_Holds(spec),)
-    if isinstance(spec, (list, tuple)):
-        return tuple(check for item in spec for check in parse_checks(item))
-    msg = f"check takes a mapping ({{'status': 200}}), a function of the response or a list of them, got {spec!r}"
-    raise ConfigurationError(msg)
-
-
-def _mapping(value: Any, what: str) -> Mapping[str, Any]:
-    if value is None:
-        return {}
-    if not isinstance(value, Mapping):
-        msg = f"check {what!r} takes a mapping, got {value!r}"
+    if isinstance(spec, tuple) and spec and all(isinstance(item, _Check) for item in spec):
+        return spec  # already parsed: the checks a fluent `check()` collected
+    if message is not None and (not isinstance(message, str) or not message.strip()):
+        msg = f"{owner}: check(message=) takes a non-empty str, got {message!r}"
         raise ConfigurationError(msg)
-    return value
+    try:
+        condition = as_condition(spec)
+    except ConfigurationError as error:
+        msg = f"{owner}: check: {error}"
+        raise ConfigurationError(msg) from None
+    parts = condition.conditions if isinstance(condition, AllOf) else (condition,)
+    return tuple(_Check(part, message) for part in parts)
 
 
 # -- the service ------------------------------------------------------------------------
@@ -526,9 +452,10 @@ class Request(Service):
         ``{key: spec}``: the values put in the context, from a JSON path (``"$.data"``),
         a `Capture`, or a function of the response.  They are the service's ``provides``;
     ``check``
-        ``{"status": 200, "json": ..., "jsonpath": {path: value}, "headers": {...}}``,
-        a function of the response, or a list of those: all must hold, else
-        `CheckFailed`;
+        a condition the response must meet, else `CheckFailed`: in any form `Poll`'s
+        conditions take (`service_flow.http.conditions`): a `Condition`, a function of
+        the response, the dict form ``{"status": 200, "json": ..., "jsonpath": {path:
+        value}, "headers": {...}}`` (every part must hold) or a list (any of them);
     ``on_status``
         overrides of the client's status mapping (see `service_flow.http.status`);
     ``idempotent``
@@ -558,7 +485,7 @@ class Request(Service):
         json: Any = NOTHING,
         data: Any = None,
         capture: Mapping[str, Any] | None = None,
-        check: CheckSpec | Sequence[CheckSpec] | None = None,
+        check: CheckSpec | None = None,
         on_status: StatusActions | None = None,
         idempotent: bool | None = None,
         timeout: Timeout | None = None,
@@ -617,7 +544,7 @@ class Request(Service):
         self._plain_2xx = _SUCCESS_CLASS not in self._status_map.by_class and not any(
             s in _SUCCESS for s in self._status_map.by_status
         )
-        self._checks = parse_checks(check)
+        self._checks = parse_checks(check, owner=owner)
         self._captures = tuple((key, Capture.of(spec, key)) for key, spec in self._config["capture"].items())
         for key, _ in self._captures:
             if not isinstance(key, str) or not key:
@@ -724,19 +651,22 @@ class Request(Service):
     def capture(
         self,
         key: str,
-        path: str | Callable[[Any], Any] | Capture | None = None,
+        path: Expression | Callable[[Any], Any] | Capture | None = None,
         *,
         header: str | None = None,
         all: bool = False,  # noqa: A002 - reads well: capture("ids", "$.items[*].id", all=True)
         default: Any = NOTHING,
     ) -> Request:
-        """Also put ``key`` in the context: from a JSON ``path``, a ``header``, or a function of the response."""
+        """Also put ``key`` in the context: from a JSON ``path``, a ``header``, or a function of the response.
+
+        ``path`` is a string (``"$.data"``) or an expression compiled by jsonpath-ng.
+        """
         if (path is None) == (header is None):
             msg = f"Request {self.name!r}: capture({key!r}) takes a JSON path or function, or header=, exactly one"
             raise ConfigurationError(msg)
         if header is not None:
             spec: Capture = Capture.header(header, default=default)
-        elif isinstance(path, str):
+        elif isinstance(path, (str, JSONPath)):
             spec = Capture.json(path, all=all, default=default)
         else:
             spec = Capture.of(path, key)
@@ -744,28 +674,34 @@ class Request(Service):
 
     def check(
         self,
-        *conditions: ResponseCheck,
+        *conditions: ConditionSpec,
+        message: str | None = None,
         status: Any = NOTHING,
         json: Any = NOTHING,
-        jsonpath: Mapping[str, Any] | None = None,
-        headers: Mapping[str, str] | None = None,
+        jsonpath: Any = NOTHING,
+        headers: Mapping[str, str | None] | _Nothing | None = NOTHING,
+        text: str | _Nothing = NOTHING,
     ) -> Request:
-        """Also require these of the response: functions of it, a ``status``, a ``json`` body, path values, headers."""
-        spec: dict[str, Any] = {}
-        if status is not NOTHING:
-            spec["status"] = status
-        if json is not NOTHING:
-            spec["json"] = json
-        if jsonpath is not None:
-            spec["jsonpath"] = jsonpath
-        if headers is not None:
-            spec["headers"] = headers
-        previous = self._config["check"]
-        specs: list[Any] = (
-            [] if previous is None else list(previous) if isinstance(previous, (list, tuple)) else [previous]
-        )
-        specs += [*conditions, spec] if spec else list(conditions)
-        return self._replace(check=specs)
+        """Also require these conditions of the response, else `CheckFailed` (saying ``message``, when given).
+
+        Each positional condition takes any form `Poll`'s conditions take: a `Condition`
+        (``Status(200) & (JsonPath("$.state") == "done")``), a function of the response,
+        the dict form, a list (any of its items).  The keywords are the dict form's keys:
+        ``check(status=200, jsonpath={"$.state": "done"})`` is ``check({"status": 200,
+        "jsonpath": {"$.state": "done"}})``.  Every condition given must hold.
+        """
+        given = {"status": status, "json": json, "jsonpath": jsonpath, "headers": headers, "text": text}
+        parts = {key: value for key, value in given.items() if value is not NOTHING}
+        for key in ("jsonpath", "headers"):  # None: not given, as before
+            if parts.get(key, NOTHING) is None:
+                del parts[key]
+        specs = [*conditions, parts] if parts else list(conditions)
+        owner = f"Request {self.name!r}"
+        if not specs:
+            msg = f"{owner}: check() needs a condition (or status=, json=, jsonpath=, headers=, text=)"
+            raise ConfigurationError(msg)
+        added = tuple(check for spec in specs for check in parse_checks(spec, message, owner=owner))
+        return self._replace(check=self._checks + added)
 
     def with_params(self, params: Any) -> Request:
         """Send these query parameters (a mapping, pairs, or a function of the context)."""
@@ -930,21 +866,31 @@ class Request(Service):
                 raise self._status_error(action, response, out)
         body = Observed(response)
         for check in self._checks:
-            problem = check.problem(response, body)
-            if problem is not None:
-                raise self._failure(
-                    CheckFailed, f"check {check.describe} failed: {problem}", response, out, check=check.describe
-                )
+            if not check.condition.holds(body):
+                raise self._check_failed(check, response, body, out)
         captured: dict[str, Any] = {}
         for key, capture in self._captures:
-            value = capture.take(response, body)
+            try:
+                value = capture.take(response, body)
+            except PathError as error:
+                why = f"jsonpath-ng could not evaluate it on the body ({error.reason})"
+                raise self._failure(
+                    CaptureFailed, f"capture {key!r} ({capture.describe}): {why}", response, out, key=key
+                ) from None
             if value is NOTHING:
-                why = NOT_JSON if capture.kind == "json" and not body.is_json else "found nothing"
+                why = body.not_json if capture.kind == "json" and not body.is_json else "found nothing"
                 raise self._failure(
                     CaptureFailed, f"capture {key!r} ({capture.describe}): {why}", response, out, key=key
                 )
             captured[key] = value
         return captured
+
+    def _check_failed(self, check: _Check, response: Any, body: Observed, out: Outgoing | None) -> HTTPError:
+        describe = repr(check.condition)
+        what = f"check {describe} failed: {check.condition.why_not(body)}"
+        if check.message is not None:
+            what = f"{check.message} ({what})"
+        return self._failure(CheckFailed, what, response, out, check=describe)
 
     def _status_error(self, action: Action, response: Any, out: Outgoing | None) -> Exception:
         if action is Action.RETRY:
