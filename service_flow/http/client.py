@@ -137,7 +137,7 @@ class Client:
     ``base_url``
         prefixed to relative request URLs;
     ``headers``
-        sent with every request (a request's own headers win);
+        sent with every request (a request's own headers win); ASCII ``str`` values;
     ``auth``
         a `BasicAuth`, `BearerAuth` or any `Auth`;
     ``timeout``

@@ -439,8 +439,11 @@ class Request(Service):
         Request.get("/users/{user_id}", client=api).capture("user", "$.data").check(status=200)
 
     ``method``, ``url``
-        ``{name}`` placeholders are filled from the context (URL-quoted); a relative URL
-        is joined to ``base_url`` (the request's, else the client's);
+        ``{name}`` placeholders are filled from the context (URL-quoted, each value
+        within its segment; ``None``, bytes, containers, ``""`` and dot segments raise
+        `RequestBuildError`); a relative URL is joined to ``base_url`` (the
+        request's, else the client's), a protocol-relative one (``//host/p``) keeps
+        its host;
     ``params``, ``headers``
         a mapping or pairs, or a function of the context returning one; a value in the
         mapping may itself be a function of the context.  ``params`` add to a query
@@ -467,7 +470,8 @@ class Request(Service):
         the `Client` sending it (default: a new one; requests built from each other
         with the fluent methods share it);
     ``name``
-        the step's name in logs and errors (default: ``"GET /users/{user_id}"``).
+        the step's name in logs and errors (default: ``"GET /users/{user_id}"``, with
+        the URL's secrets masked).
     """
 
     name: ClassVar[str | None] = None
