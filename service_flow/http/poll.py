@@ -217,7 +217,7 @@ class Poll(Service):
     def _alarm(self, response: Any, out: Outgoing, attempt: int, held: Condition | None) -> Alarm:
         info = response_info(response, out.secrets(self.request.auth))
         condition = repr(held)
-        url = _redact.url(out.url)
+        url = out.shown_url()
         excerpt = f"; body: {info.excerpt}" if info.excerpt else ""
         message = f"{out.method} {url} -> {info.status_code}: alarm {condition} held on poll {attempt}{excerpt}"
         _log.logger().warning("poll.alarm", service=self.name, condition=condition, attempts=attempt)
@@ -228,7 +228,7 @@ class Poll(Service):
     ) -> PollTimeout:
         secrets = out.secrets(self.request.auth)
         info = None if response is None else response_info(response, secrets)
-        url = _redact.url(out.url)
+        url = out.shown_url()
         last = f"last status {info.status_code}" if info is not None else "no response"
         if last_error is not None:
             last += f", last error {last_error}"
@@ -295,6 +295,7 @@ class Poll(Service):
     def __call__(self, context: dict[str, Any]) -> dict[str, Any]:
         """Poll with the request built from ``context``; return its captures from the final response."""
         out = self.request.build(context)
+        del context  # its values (secrets too) stay out of tracebacks rendered with locals
         request = self.request
         send, auth, limits = request.client.send, request.auth, request.limits
         loop = self._loop(out)
