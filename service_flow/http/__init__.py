@@ -20,6 +20,7 @@ holds.  `AsyncClient`, `AsyncRequest` and `AsyncPoll` do the same on httpx (the
 
 from __future__ import annotations
 
+from service_flow.http._redact import add_sensitive_names
 from service_flow.http.aio import AsyncClient, AsyncPoll, AsyncRequest
 from service_flow.http.auth import Auth, BasicAuth, BearerAuth
 from service_flow.http.client import DEFAULT_TIMEOUT, RETRY_STATUSES, Client, Limit, Timeout, TransportRetry, Verify
@@ -45,6 +46,7 @@ from service_flow.http.errors import (
     FatalHTTPError,
     HTTPError,
     HTTPStopped,
+    RequestBuildError,
     ResponseError,
     ResponseInfo,
     RetriesExhausted,
@@ -94,6 +96,7 @@ __all__ = [
     "PollTimeout",
     "RateLimit",
     "Request",
+    "RequestBuildError",
     "ResponseError",
     "ResponseInfo",
     "RetriesExhausted",
@@ -105,6 +108,7 @@ __all__ = [
     "TransportError",
     "TransportRetry",
     "Verify",
+    "add_sensitive_names",
     "as_condition",
     "parse_retry_after",
 ]

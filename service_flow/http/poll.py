@@ -218,7 +218,7 @@ class Poll(Service):
     def _alarm(self, response: Any, out: Outgoing, attempt: int, held: Condition | None) -> Alarm:
         info = response_info(response, out.secrets(self.request.auth))
         condition = repr(held)
-        url = _redact.url(out.url)
+        url = out.shown_url()
         excerpt = f"; body: {info.excerpt}" if info.excerpt else ""
         message = f"{out.method} {url} -> {info.status_code}: alarm {condition} held on poll {attempt}{excerpt}"
         _log.logger().warning("poll.alarm", service=self.name, condition=condition, attempts=attempt)
@@ -229,7 +229,7 @@ class Poll(Service):
     ) -> PollTimeout:
         secrets = out.secrets(self.request.auth)
         info = None if response is None else response_info(response, secrets)
-        url = _redact.url(out.url)
+        url = out.shown_url()
         last = f"last status {info.status_code}" if info is not None else "no response"
         if last_error is not None:
             last += f", last error {last_error}"
@@ -299,10 +299,12 @@ class Poll(Service):
             return self._poll(context)
         except Exception as error:
             forget_frames(error)  # a kept error keeps no response, session or header
+            del context  # nor the context's values, in tracebacks rendered with locals
             raise
 
     def _poll(self, context: dict[str, Any]) -> dict[str, Any]:
         out = self.request.build(context)
+        del context  # its values (secrets too) stay out of tracebacks rendered with locals
         request = self.request
         send, read, auth, limits = request.client.send, request.read_body, request.auth, request.limits
         loop = self._loop(out)
