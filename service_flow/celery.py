@@ -51,6 +51,7 @@ import structlog
 from typing_extensions import TypedDict
 
 from service_flow import _log
+from service_flow._ledger import fresh
 from service_flow.clock import SYSTEM_CLOCK, Clock
 from service_flow.exceptions import FlowError, InvalidInput, MissingContextKey
 from service_flow.flow import Flow
@@ -249,19 +250,22 @@ def flow_task(  # noqa: PLR0913 - the driver's options, plus Celery's
 
     def run_flow(task: Any, *args: Any, **kwargs: Any) -> FlowTaskResult:
         request = task.request
-        attempt_errors = [str(error) for error in kwargs.pop(_ERRORS_KWARG, ())]
-        restarts = kwargs.pop(_RESTARTS_KWARG, 0)
+        attempt_errors, restarts, problem = _carried(kwargs)
         attempt = len(attempt_errors) + 1
         log = _log.logger().bind(task=task.name, task_id=request.id, flow=flow.name, attempt=attempt)
         worker.refuse_if_gave_up()
-        inputs, problem = _inputs(args, kwargs)
+        inputs, refused = _inputs(args, kwargs)
+        problem = problem or refused
         if problem is not None:
             error: BaseException = InvalidInput(problem)
             return _fail(log, [*attempt_errors, _log.describe_error(error)], flow, error)
         with structlog.contextvars.bound_contextvars(task_id=request.id):
             # A worker runs one task at a time per process (or thread): an async flow
-            # gets an event loop of its own for the run.
-            run = asyncio.run(flow.arun(inputs)) if flow.is_async else flow.run(inputs)
+            # gets an event loop of its own for the run.  The run gets a deep copy: what
+            # it does to its context never reaches the caller's input (run eagerly) or
+            # the input the next attempt's message carries.
+            context = fresh(inputs)
+            run = asyncio.run(flow.arun(context)) if flow.is_async else flow.run(context)
         log = log.bind(run_id=run.run_id)
         failure = run.error if run.status is RunStatus.FAILED else None
         if failure is None:
@@ -272,7 +276,7 @@ def flow_task(  # noqa: PLR0913 - the driver's options, plus Celery's
         errors = [*attempt_errors, _log.describe_error(failure)]
         kind = steering.classify(failure)
         if kind is ErrorKind.FATAL:
-            worker.on_fatal(task, log, errors, failure, inputs, int(restarts) + 1)
+            worker.on_fatal(task, log, errors, failure, inputs, restarts + 1)
         if kind is ErrorKind.RETRY:
             countdown = steering.retry_delay(attempt, failure)
             if countdown is not None:  # finite, between 0 and the policy's ceiling
@@ -294,6 +298,24 @@ def _exports(exports: object) -> tuple[tuple[str, ...] | None, str | None]:
     if not all(type(key) is str for key in keys):
         return None, f"exports must be context keys (strings), got {keys!r}"
     return keys, None
+
+
+def _carried(kwargs: dict[str, Any]) -> tuple[list[str], int, str | None]:
+    """The attempts' errors and the restarts in a row a retry message carries, and what is wrong.
+
+    The task sends them itself; a caller passing these reserved keywords with other
+    values gets an `InvalidInput` naming them, never a crash inside the task.
+    """
+    errors: object = kwargs.pop(_ERRORS_KWARG, [])
+    restarts: object = kwargs.pop(_RESTARTS_KWARG, 0)
+    problems = []
+    if not isinstance(errors, (list, tuple)):
+        problems.append(f"{_ERRORS_KWARG} (reserved for the task's retries) must be a list, got {errors!r}")
+        errors = []
+    if isinstance(restarts, bool) or not isinstance(restarts, int) or restarts < 0:
+        problems.append(f"{_RESTARTS_KWARG} (reserved for the task's retries) must be a whole number, got {restarts!r}")
+        restarts = 0
+    return [str(error) for error in errors], restarts, "; ".join(problems) or None
 
 
 def _inputs(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
