@@ -141,6 +141,12 @@ class Ledger:
     def not_processed(self, items: Iterable[Item]) -> None:
         self.report.not_processed.extend(self.result(item, Outcome.NOT_PROCESSED) for item in items)
 
+    def interrupted(self, item: Item, interrupt: BaseException) -> None:
+        """An attempt ended by something that ends the run (a second Ctrl-C): not processed."""
+        item.attempts += 1
+        item.errors.append(interrupt)
+        self.not_processed([item])
+
     def succeeded(self, item: Item, context: dict[str, Any], *, emit: bool) -> Result | None:
         self.report.succeeded += 1
         if self.debug:

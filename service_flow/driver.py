@@ -359,7 +359,8 @@ class Drive(Iterator[Result]):
         self._ended: list[Report] = []  # filled by the generator, which must not hold self
         # (a cycle would keep an abandoned drive, and its signal handlers, until the
         # collector runs; without one, dropping the drive closes the generator at once)
-        self._gen = _generate(driver, iter(inputs), self._ended, emit=emit)
+        self._source = iter(inputs)
+        self._gen = _generate(driver, self._source, self._ended, emit=emit)
 
     @property
     def report(self) -> Report | None:
@@ -377,7 +378,12 @@ class Drive(Iterator[Result]):
 
     def close(self, reason: str = "the drive was closed before its end") -> None:
         """Stop: finish what is in flight (outcomes counted, no more results), end the report."""
-        if self.report is None and inspect.getgeneratorstate(self._gen) != inspect.GEN_CREATED:
+        if self.report is None and inspect.getgeneratorstate(self._gen) == inspect.GEN_CREATED:
+            # Never started: nothing ran, nothing was read; the report hands the source back.
+            self._gen.close()
+            self._ended.append(Report(flow=self.driver.flow.name, unread=self._source, stop_reason=reason))
+            return
+        if self.report is None:
             self.driver.stop(reason)
         self._gen.close()
 
@@ -440,6 +446,9 @@ def _inline(driver: Driver, ledger: Ledger, *, emit: bool) -> Generator[Result, 
                 context = _attempt(flow, item.input)
             except Exception as error:  # noqa: BLE001 - every error is an outcome
                 result = _settle(driver, ledger, item, error)
+            except BaseException as interrupt:  # a second Ctrl-C: the input is not lost
+                ledger.interrupted(item, interrupt)
+                raise
             else:
                 item.attempts += 1
                 result = ledger.succeeded(item, context, emit=emit)
@@ -473,6 +482,9 @@ def _inline(driver: Driver, ledger: Ledger, *, emit: bool) -> Generator[Result, 
                     if waiting or driver._stopping:
                         break
                     continue
+                except BaseException as interrupt:  # a second Ctrl-C: the input is not lost
+                    ledger.interrupted(Item(position, data), interrupt)
+                    raise
                 succeeded += 1
                 if emit:
                     key = position if plain_ids else driver._id(position, data)
@@ -502,7 +514,12 @@ def _settle(driver: Driver, ledger: Ledger, item: Item, error: BaseException) ->
         result = ledger.failed(item, kind, error)
         if kind is not ErrorKind.FATAL:
             return result
-        if not ledger.restart_here([item]):
+        try:
+            restarted = ledger.restart_here([item])
+        except BaseException:  # interrupted while it waits for its restart
+            ledger.not_processed([item])
+            raise
+        if not restarted:
             ledger.not_processed([item])
             return None
         try:
@@ -510,6 +527,9 @@ def _settle(driver: Driver, ledger: Ledger, item: Item, error: BaseException) ->
         except Exception as again:  # noqa: BLE001 - every error is an outcome
             error = again
             continue
+        except BaseException as interrupt:
+            ledger.interrupted(item, interrupt)
+            raise
         item.attempts += 1
         return ledger.succeeded(item, context, emit=True)
 
@@ -554,9 +574,10 @@ class _Pool:
                             yield result
                 if not in_flight:
                     if fatal and not driver.stopping:
-                        waited, self.fatal = fatal, []
-                        fatal = self.fatal
-                        if ledger.restart_here(waited):
+                        waited = list(fatal)  # kept in `fatal` until restarted: an interrupt loses none
+                        restarted = ledger.restart_here(waited)
+                        fatal.clear()
+                        if restarted:
                             ledger.requeue(waited)
                         else:
                             ledger.not_processed(waited)

@@ -290,6 +290,56 @@ def test_closing_an_iteration_early_ends_its_report():
     assert drive.report.succeeded == 1
 
 
+def test_a_second_ctrl_c_during_an_attempt_loses_no_input():
+    def interrupt_twice(n):
+        if n == 2:
+            os.kill(os.getpid(), signal.SIGINT)  # the first stops gracefully
+            os.kill(os.getpid(), signal.SIGINT)  # the second interrupts at once
+            time.sleep(0.5)  # the handler runs here, in this attempt
+        return {"out": n}
+
+    before = signal.getsignal(signal.SIGINT)
+    with pytest.raises(KeyboardInterrupt) as caught:
+        Driver(interrupt_twice).run({"n": n} for n in range(10))
+    assert signal.getsignal(signal.SIGINT) is before
+    report = caught.value.report
+    assert report.succeeded == 2
+    [interrupted] = report.not_processed
+    assert (interrupted.position, interrupted.attempts) == (2, 1)
+    assert isinstance(interrupted.error, KeyboardInterrupt)
+
+
+class InterruptedWait(FakeClock):
+    """A clock whose first wait is interrupted, as by a second Ctrl-C during a restart's backoff."""
+
+    def wait(self, event, timeout):
+        raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("workers", [1, 4])
+def test_an_interrupt_while_an_input_waits_for_its_restart_loses_no_input(workers):
+    def fatal_once(n):
+        if n == 1:
+            raise Fatal("lost")
+        return {"out": n}
+
+    with pytest.raises(KeyboardInterrupt) as caught:
+        Driver(fatal_once, workers=workers, clock=InterruptedWait()).run([{"n": n} for n in range(3)])
+    report = caught.value.report
+    assert 1 in [r.position for r in report.not_processed]
+    assert report.succeeded + len(report.not_processed) + len(list(report.unread or [])) == 3
+
+
+def test_closing_a_drive_before_its_first_result_still_ends_its_report():
+    source = iter([{"n": 1}, {"n": 2}])
+    with Driver(flaky).iter(source) as drive:
+        pass
+    assert drive.report is not None
+    assert drive.report.stop_reason == "the drive was closed before its end"
+    assert drive.report.unread is source
+    assert list(drive) == []  # closed: nothing more comes
+
+
 def test_a_stop_before_run_stops_that_run_at_once_and_is_consumed():
     driver = Driver(flaky)
     driver.stop("maintenance")
