@@ -207,6 +207,8 @@ class Driver:
         self.progress = progress
         self.total = total
         self.handle_signals = handle_signals
+        if self.remote:
+            self._check_pickles()
         self.resources = Resources.of(self.flow)
         self._stop = threading.Event()
         self._stopping = False  # the event's flag, read on the hot path
@@ -339,6 +341,18 @@ class Driver:
         self._stopping = False
         self._stop.clear()
         return reason
+
+    def _check_pickles(self) -> None:
+        """Refuse, when it is given, an executor whose worker processes cannot get the flow."""
+        try:
+            pickle.dumps(self.flow)
+        except Exception as error:
+            msg = (
+                f"Driver for flow {self.flow.name!r}: executor runs the flow in other processes, "
+                f"and the flow cannot be pickled: {_log.describe_error(error)} (module-level functions "
+                "and services pickle; lambdas and local functions do not)"
+            )
+            raise ConfigurationError(msg) from error
 
     def _flow_payload(self) -> bytes:
         if self._flow_bytes is None:

@@ -340,6 +340,13 @@ def test_closing_a_drive_before_its_first_result_still_ends_its_report():
     assert list(drive) == []  # closed: nothing more comes
 
 
+def test_a_flow_that_cannot_be_pickled_is_refused_with_a_process_pool():
+    with ProcessPoolExecutor(1) as pool, pytest.raises(ConfigurationError, match=r"executor .* cannot be pickled"):
+        Driver(lambda n: {"out": n}, executor=pool)
+    with ThreadPoolExecutor(1) as pool:  # threads share the flow: nothing to pickle
+        assert Driver(lambda n: {"out": n}, executor=pool).run([{"n": 1}]).ok
+
+
 def test_a_stop_before_run_stops_that_run_at_once_and_is_consumed():
     driver = Driver(flaky)
     driver.stop("maintenance")
