@@ -48,7 +48,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Callable, Union
 
 from service_flow import _log
-from service_flow._ledger import Item, Ledger, attach_report, fresh
+from service_flow._ledger import Item, Ledger, attach_report, check_source, fresh
 from service_flow._remote import BatchSizer, decode, encode_input, run_local_batch, run_remote_batch
 from service_flow.clock import SYSTEM_CLOCK, Clock
 from service_flow.exceptions import ConfigurationError, FlowError
@@ -257,6 +257,7 @@ class Driver:
         """
         on_result = self.on_result
         self._check_sync()
+        check_source(inputs, "Driver.run")
         drive = Drive(self, inputs, emit=on_result is not None)
         try:
             if on_result is None:
@@ -280,6 +281,7 @@ class Driver:
         closed (``drive.close()``, or use it as a context manager).
         """
         self._check_sync()
+        check_source(inputs, "Driver.iter")
         return Drive(self, inputs, emit=True)
 
     def stop(self, reason: str = "stop() was called") -> None:
@@ -309,6 +311,7 @@ class Driver:
         """
         from service_flow._adrive import AsyncDrive
 
+        check_source(inputs, "Driver.arun", aio=True)
         if concurrency is not None:
             problem = number_problem("concurrency", concurrency, minimum=1, integer=True)
             if problem is not None:

@@ -15,7 +15,18 @@ from pathlib import Path
 
 import pytest
 
-from service_flow import ConfigurationError, Driver, Fatal, Outcome, RemoteError, Retry, RetryPolicy, Service, StopFlow
+from service_flow import (
+    ConfigurationError,
+    Driver,
+    Fatal,
+    InvalidInput,
+    Outcome,
+    RemoteError,
+    Retry,
+    RetryPolicy,
+    Service,
+    StopFlow,
+)
 from service_flow.testing import FakeClock
 
 # -- one scenario, every place the work can run ----------------------------------------
@@ -345,6 +356,20 @@ def test_a_flow_that_cannot_be_pickled_is_refused_with_a_process_pool():
         Driver(lambda n: {"out": n}, executor=pool)
     with ThreadPoolExecutor(1) as pool:  # threads share the flow: nothing to pickle
         assert Driver(lambda n: {"out": n}, executor=pool).run([{"n": 1}]).ok
+
+
+@pytest.mark.parametrize(
+    ("inputs", "said"), [(None, "got NoneType"), (5, "got int"), ({"n": 1}, "pass \\[inputs\\]"), ("ab", "got one str")]
+)
+def test_what_is_not_a_stream_of_inputs_is_refused_naming_the_method(inputs, said):
+    driver = Driver(flaky)
+    for method, call in [
+        ("run", lambda: driver.run(inputs)),
+        ("iter", lambda: driver.iter(inputs)),
+        ("arun", lambda: asyncio.run(driver.arun(inputs))),
+    ]:
+        with pytest.raises(InvalidInput, match=rf"Driver\.{method} takes .*{said}"):
+            call()
 
 
 def test_a_stop_before_run_stops_that_run_at_once_and_is_consumed():
