@@ -372,6 +372,68 @@ def test_what_is_not_a_stream_of_inputs_is_refused_naming_the_method(inputs, sai
             call()
 
 
+class Unprintable(Exception):
+    def __str__(self):
+        msg = "no str for you"
+        raise RuntimeError(msg)
+
+
+class UnprintableRetry(Retry):
+    __str__ = Unprintable.__str__
+
+
+class UnprintableFatal(Fatal):
+    __str__ = Unprintable.__str__
+
+
+def unprintable(n, kind):
+    if n == 0:
+        raise {"fail": Unprintable, "retry": UnprintableRetry, "fatal": UnprintableFatal}[kind]
+    return {"out": n}
+
+
+async def aunprintable(n, kind):
+    return unprintable(n, kind)
+
+
+@pytest.mark.parametrize("kind", ["fail", "retry", "fatal"])
+@pytest.mark.parametrize("mode", ["inline", "threads", "process_pool", "arun"])
+def test_an_error_whose_str_raises_is_an_outcome_never_the_end_of_the_run(mode, kind):
+    options = {"clock": FakeClock(), "max_restarts": 1, "retry": RetryPolicy(max_attempts=2)}
+    data = [{"n": n, "kind": kind} for n in range(3)]
+    if mode == "arun":
+        report = asyncio.run(Driver(aunprintable, **options).arun(data))
+    elif mode == "process_pool":
+        with ProcessPoolExecutor(2) as pool:
+            report = Driver(unprintable, executor=pool, batch_size=1, **options).run(data)
+    else:
+        report = Driver(unprintable, workers=4 if mode == "threads" else 1, **options).run(data)
+    if kind == "fatal":
+        assert report.stop_reason == "1 restarts in a row did not help"
+        assert [r.position for r in report.not_processed] == [0]
+    else:
+        assert [r.position for r in report.dead_letters] == [0]
+        assert report.succeeded == 2
+
+
+def test_an_arun_task_that_raises_ends_the_run_with_the_report():
+    class BrokenClock(FakeClock):
+        async def asleep(self, seconds):
+            msg = "the clock broke"
+            raise RuntimeError(msg)
+
+    def later(n):
+        if n == 1:
+            raise Retry("later", delay=5)
+        return {"out": n}
+
+    with pytest.raises(RuntimeError, match="the clock broke") as caught:
+        asyncio.run(Driver(later, clock=BrokenClock()).arun([{"n": n} for n in range(4)]))
+    report = caught.value.report
+    assert report.stop_reason == "processing an input raised RuntimeError: the clock broke"
+    assert [r.position for r in report.not_processed] == [1]
+
+
 def test_a_stop_before_run_stops_that_run_at_once_and_is_consumed():
     driver = Driver(flaky)
     driver.stop("maintenance")
