@@ -278,7 +278,8 @@ class Driver:
         """Process the inputs lazily, yielding each `Result` as it completes.
 
         The `Drive` returned has the `Report` in ``.report`` once it is exhausted or
-        closed (``drive.close()``, or use it as a context manager).
+        closed (``drive.close()``, or use it as a context manager).  ``on_result``, when
+        set, is called with each result before it is yielded, as in `run`.
         """
         self._check_sync()
         check_source(inputs, "Driver.iter")
@@ -386,12 +387,21 @@ class Drive(Iterator[Result]):
 
     def __next__(self) -> Result:
         try:
-            return next(self._gen)
+            result = next(self._gen)
         except StopIteration:
             raise
         except BaseException as error:  # interrupted: the report was ended on the way out
             attach_report(error, self.report)
             raise
+        on_result = self.driver.on_result
+        if on_result is not None:  # called as in run(), before the result is handed out
+            try:
+                on_result(result)
+            except BaseException as error:
+                self.close(f"on_result raised {_log.describe_error(error)}")
+                attach_report(error, self.report)
+                raise
+        return result
 
     def close(self, reason: str = "the drive was closed before its end") -> None:
         """Stop: finish what is in flight (outcomes counted, no more results), end the report."""

@@ -434,6 +434,26 @@ def test_an_arun_task_that_raises_ends_the_run_with_the_report():
     assert [r.position for r in report.not_processed] == [1]
 
 
+def test_iter_calls_on_result_too_and_an_on_result_that_raises_ends_it_with_the_report():
+    seen = []
+
+    def on_result(result):
+        seen.append(result.position)
+        if len(seen) == 3:
+            raise Boom("ack failed")
+
+    before = signal.getsignal(signal.SIGINT)
+    drive = Driver(flaky, on_result=on_result, clock=FakeClock()).iter({"n": n} for n in range(1, 100))
+    handed = []
+    with pytest.raises(Boom) as caught:
+        handed.extend(result.position for result in drive)
+    assert handed == seen[:2]  # each result went to on_result before the caller got it
+    assert caught.value.report is drive.report
+    assert drive.report.stop_reason == "on_result raised Boom: ack failed"
+    assert drive.report.unread is not None
+    assert signal.getsignal(signal.SIGINT) is before
+
+
 def test_a_stop_before_run_stops_that_run_at_once_and_is_consumed():
     driver = Driver(flaky)
     driver.stop("maintenance")
