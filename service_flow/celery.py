@@ -224,7 +224,8 @@ def flow_task(  # noqa: PLR0913 - the driver's options, plus Celery's
     * ``exports``: the keys the result carries (default: the whole final context), a
       list of strings checked here; every one must be in the context of a succeeded run;
     * ``name`` (default: the flow's name) and ``options`` go to ``app.task``, over
-      `TASK_DEFAULTS` (``acks_late``, ``reject_on_worker_lost``).
+      `TASK_DEFAULTS` (``acks_late``, ``reject_on_worker_lost``); ``bind`` and a
+      ``max_retries`` are refused (the task is bound, and the policies count attempts).
 
     Log events (``celery.task.succeeded``, ``.stopped``, ``.retrying``, ``.failed``,
     ``.fatal``) carry the Celery ``task_id`` and the flow's ``run_id``; during the run,
@@ -243,7 +244,8 @@ def flow_task(  # noqa: PLR0913 - the driver's options, plus Celery's
         problems=[
             export_problem,
             None if isinstance(clock, Clock) else f"clock takes a service_flow.Clock, got {clock!r}",
-            None if name is None or type(name) is str else f"name takes a str, got {name!r}",
+            None if name is None or (type(name) is str and name) else f"name takes a non-empty str, got {name!r}",
+            *_option_problems(options),
         ],
     )
     worker = _Worker(flow, steering, clock)
@@ -286,6 +288,19 @@ def flow_task(  # noqa: PLR0913 - the driver's options, plus Celery's
 
     task_options = {**TASK_DEFAULTS, "name": name or flow.name, **options}
     return app.task(bind=True, **task_options)(run_flow)
+
+
+def _option_problems(options: dict[str, Any]) -> list[str]:
+    """Celery options that would break the contract: the task is bound, the policy counts."""
+    problems = []
+    if "bind" in options:
+        problems.append("bind is not an option: the task is always bound (it retries itself)")
+    if options.get("max_retries") is not None:
+        problems.append(
+            f"max_retries={options['max_retries']!r} would cut the retries and restarts short: "
+            "give retry=RetryPolicy(max_attempts=...) and max_restarts= instead"
+        )
+    return problems
 
 
 def _exports(exports: object) -> tuple[tuple[str, ...] | None, str | None]:

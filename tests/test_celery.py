@@ -116,6 +116,16 @@ def test_options_are_checked_when_the_task_is_made():
         assert problem in str(caught.value)
 
 
+@pytest.mark.parametrize(
+    ("options", "named"),
+    [({"bind": False}, "bind is not an option"), ({"max_retries": 2}, "max_retries=2"), ({"name": ""}, "name takes")],
+)
+def test_celery_options_that_would_break_the_contract_are_refused(options, named):
+    with pytest.raises(ConfigurationError, match=named):
+        flow_task(eager_app(), Flow(Raise()), **options)
+    assert flow_task(eager_app(), Flow(Raise()), max_retries=None, acks_late=True).max_retries is None
+
+
 def test_a_context_value_json_cannot_carry_fails_the_task_naming_the_key_not_the_value():
     task = flow_task(eager_app(), Flow(lambda: {"when": object(), "token": "s3cret"}), name="odd")
     with pytest.raises(FlowTaskFailed) as caught:
