@@ -32,7 +32,7 @@ from service_flow.exceptions import (
     StopFlow,
     ValidationError,
 )
-from service_flow.flow import DEFAULT, Flow, Fork, Step, SubFlow, fork_on
+from service_flow.flow import DEFAULT, MAX_DEPTH, Flow, Fork, Step, SubFlow, fork_on
 from service_flow.policy import NO_RETRY, ErrorKind, RetryPolicy, classify
 from service_flow.report import Outcome, Report, Result
 from service_flow.resources import Resources
@@ -44,6 +44,7 @@ __version__ = "0.4.0"
 
 __all__ = [
     "DEFAULT",
+    "MAX_DEPTH",
     "NO_RETRY",
     "SYSTEM_CLOCK",
     "Around",

@@ -6,9 +6,14 @@ where forks branch, where around services hand over the rest of the flow.  The
 generated functions then do what hand-written code would: look up, call, merge.
 
 Two variants exist per flow and per sync/async: the plain one (``flow(ctx)``) and the
-recording one (``flow.run(ctx)``), which also appends a raw record per step.  Errors
-are attributed to steps from the traceback's line numbers, so the plain variant pays
-nothing to know where it is.
+recording one (``flow.run(ctx)``), which also appends a raw record per step: three flat
+items, ``index, result, end time`` (see `service_flow.run`), nothing the garbage
+collector has to track.  Errors are attributed to steps from the traceback's line
+numbers, so the plain variant pays nothing to know where it is.
+
+No value a user gave is written into the source as it was given: parameter names are
+checked to be plain identifiers and keys to be real ``str`` (whose ``repr`` is a safe
+literal) when the flow is built; defaults, services and fork tables are globals.
 """
 
 from __future__ import annotations
@@ -26,8 +31,21 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from service_flow import _log
+from service_flow._text import short_repr
 from service_flow.exceptions import FlowDefinitionError, FlowError, ForkError, MissingContextKey, StopFlow
-from service_flow.run import Failure, RawRecord, Run, format_run_id, provenance
+from service_flow.run import (
+    AROUND_STARTS,
+    MARK,
+    SKIPPED,
+    Failure,
+    RecordReader,
+    Records,
+    Run,
+    format_run_id,
+    new_run,
+    provenance,
+    write,
+)
 
 if TYPE_CHECKING:
     from service_flow._spec import Spec
@@ -42,6 +60,9 @@ CURRENT_APP: contextvars.ContextVar[tuple[object, Callable[..., Any]] | None] = 
 
 _PLAN_NUMBERS = itertools.count(1)
 _MAX_LISTED_KEYS = 20
+_MAX_LISTED_VALUES = 10
+_MAX_KEY_CHARS = 60
+_MAX_MATCHED_KEYS = 500  # near misses are looked for among this many keys at most
 
 
 class StepInfo(NamedTuple):
@@ -59,7 +80,7 @@ def as_context(context: object, flow: Flow) -> dict[str, Any]:
         return {}
     if isinstance(context, Mapping):
         return dict(context)
-    msg = f"flow {flow.name!r} takes a mapping as its context, got {type(context).__name__}: {context!r:.80}"
+    msg = f"flow {flow.name!r} takes a mapping as its context, got {type(context).__name__}: {short_repr(context)}"
     raise FlowError(msg, flow=flow.name)
 
 
@@ -75,19 +96,23 @@ def _next_context(context: object) -> dict[str, Any]:
 class _Next:
     """``call_next`` / ``self.app``: runs the rest of the flow on a context."""
 
-    __slots__ = ("ctx", "plan", "rec")
+    __slots__ = ("called", "ctx", "plan", "rec")
 
-    def __init__(self, plan: Callable[..., Any], ctx: dict[str, Any], rec: list[RawRecord] | None) -> None:
+    def __init__(self, plan: Callable[..., Any], ctx: dict[str, Any], rec: Records | None) -> None:
         self.plan = plan
         self.ctx = ctx
         self.rec = rec
+        self.called = False  # a run records the rest as skipped when it stays False
 
     def __call__(self, context: Mapping[str, Any] | None = None) -> dict[str, Any]:
         ctx = self.ctx if context is None else _next_context(context)
-        if self.rec is None:
+        self.called = True
+        rec = self.rec
+        if rec is None:
             self.plan(ctx)
         else:
-            self.plan(ctx, self.rec, now())
+            write(rec, MARK, None, now())  # the rest starts now
+            self.plan(ctx, rec)
         return ctx
 
 
@@ -98,10 +123,13 @@ class _AsyncNext(_Next):
 
     async def __call__(self, context: Mapping[str, Any] | None = None) -> dict[str, Any]:  # type: ignore[override]
         ctx = self.ctx if context is None else _next_context(context)
-        if self.rec is None:
+        self.called = True
+        rec = self.rec
+        if rec is None:
             await self.plan(ctx)
         else:
-            await self.plan(ctx, self.rec, now())
+            write(rec, MARK, None, now())
+            await self.plan(ctx, rec)
         return ctx
 
 
@@ -116,16 +144,26 @@ def _unbind_app(token: contextvars.Token[tuple[object, Callable[..., Any]] | Non
 class _Tracer(list):  # type: ignore[type-arg]
     """Raw records of a run whose debug events are on: logs each step as it ends."""
 
-    __slots__ = ("log", "steps")
+    __slots__ = ("log", "reader", "steps")
 
-    def __init__(self, log: Any, steps: Sequence[StepInfo]) -> None:
+    def __init__(self, log: Any, steps: Sequence[StepInfo], started: float) -> None:
         super().__init__()
         self.log = log
         self.steps = steps
+        self.reader = RecordReader(started)
 
-    def append(self, raw: RawRecord) -> None:
-        super().append(raw)
-        index, start, end, result = raw
+    def append(self, item: Any) -> None:
+        """Keep *item*; once an event's three items are in, log it."""
+        super().append(item)
+        if len(self) % 3 == 0:
+            self.log_event(self[-3], self[-2], self[-1])
+
+    def log_event(self, index: int, result: Any, end: float) -> None:
+        """Log one event of the raw records (nothing for a mark)."""
+        read = self.reader.read(index, result, end)
+        if read is None:
+            return
+        start = read[0]
         info = self.steps[index]
         fields: dict[str, Any] = {"step": info.name, "duration_ms": round((end - start) * 1000, 3)}
         if info.branch:
@@ -133,6 +171,8 @@ class _Tracer(list):  # type: ignore[type-arg]
         if isinstance(result, Failure):
             event = "step.stopped" if isinstance(result.error, StopFlow) else "step.failed"
             self.log.debug(event, error=_log.describe_error(result.error), **fields)
+        elif result is SKIPPED:
+            self.log.debug("step.skipped", **fields)
         else:
             keys = list(result) if isinstance(result, Mapping) else []
             self.log.debug("step.succeeded", keys=keys, **fields)
@@ -142,6 +182,8 @@ class Plan:
     """A compiled flow: its entry function and what is needed to explain a run."""
 
     __slots__ = ("__weakref__", "aio", "entry", "filename", "flow_name", "owner", "record", "steps")
+
+    steps: Sequence[StepInfo]
 
     def __init__(
         self,
@@ -195,7 +237,7 @@ class Plan:
         if not any(str(n).startswith(note.partition(";")[0]) for n in getattr(error, "__notes__", ())):
             error.add_note(note)
 
-    def inputs(self, index: int, ctx: Mapping[str, Any], records: Sequence[RawRecord]) -> str:
+    def inputs(self, index: int, ctx: Mapping[str, Any], records: Records) -> str:
         """The context keys step *index* reads, each with where its value came from."""
         info = self.steps[index]
         keys = (info.fork_key,) if info.spec is None else (*info.spec.requires, *info.spec.optional)
@@ -207,19 +249,19 @@ class Plan:
             described.append(f"{key} (set by {setter})" if setter else f"{key} (given)")
         return ", ".join(described)
 
-    def recorder(self, number: int) -> list[RawRecord]:
-        """A fresh list for the raw records of run *number* (logging each step if debug is on)."""
+    def tracer(self, number: int, started: float) -> Records | None:
+        """A list for the raw records of run *number* that logs each step, if debug is on."""
         log = _log.debug_logger()
         if log is None:
-            return []
+            return None
         log = log.bind(flow=self.flow_name, run_id=format_run_id(number))
         log.debug("run.started")
-        return _Tracer(log, self.steps)
+        return _Tracer(log, self.steps, started)
 
     def finish(
         self,
         ctx: dict[str, Any],
-        records: list[RawRecord],
+        records: Records,
         number: int,
         started: float,
         error: BaseException | None,
@@ -228,13 +270,13 @@ class Plan:
         """Build the `Run` of a run that failed, stopped or was traced, and log it."""
         if ended is None:
             ended = now()
-        if error is not None and not any(isinstance(raw[3], Failure) and raw[3].error is error for raw in records):
+        if error is not None and not any(type(result) is Failure and result.error is error for result in records[1::3]):
             # Raised outside a step's own guard (a fork without a branch, a bad return):
             # record it against the step the traceback points at.
             index = self.step_of(error)
             if index is not None:
-                records.append((index, ended, ended, Failure(error)))
-        run = Run((self, number, ctx, records, error, started, ended))
+                write(records, index, Failure(error), ended)
+        run = new_run((self, number, ctx, records, error, started, ended))
         inputs = ""
         if error is not None:
             failed = run.failed_step
@@ -246,11 +288,11 @@ class Plan:
         return run
 
 
-def _describe_keys(ctx: Mapping[Any, Any], records: Sequence[RawRecord] | None, steps: Sequence[StepInfo]) -> str:
+def _describe_keys(ctx: Mapping[Any, Any], records: Records | None, steps: Sequence[StepInfo]) -> str:
     keys = list(ctx)
     shown = []
     for key in keys[:_MAX_LISTED_KEYS]:
-        label = key if isinstance(key, str) else repr(key)
+        label = key if type(key) is str and len(key) <= _MAX_KEY_CHARS else short_repr(key, _MAX_KEY_CHARS)
         if records is not None:
             setter = provenance(key, records, steps) if isinstance(key, str) else None
             label += f" (set by {setter})" if setter else " (given)"
@@ -270,6 +312,10 @@ class _Generator:
         self.steps: list[StepInfo] = []
         self.pending_tables: list[tuple[str, dict[Any, str], str | None, int, Any]] = []
         self.warned: set[int] = set()
+        # The steps and forks each function runs on its own line (sub-flows and the rest
+        # of an around service included), and those an around service's rest would run.
+        self.mainline: dict[str, list[int]] = {}
+        self.skips: dict[int, tuple[int, ...]] = {}
         self.ns: dict[str, Any] = {
             "__builtins__": __builtins__,
             "now": now,
@@ -282,11 +328,13 @@ class _Generator:
             "_failed": _failed,
             "_other": self._other,
             "_aother": self._aother,
+            "_kwargs": self._kwargs,
+            "_skipped": self._skipped,
         }
 
     # -- helpers the generated code calls (off the hot path) ------------------------
 
-    def _missing(self, index: int, ctx: dict[str, Any], rec: list[RawRecord] | None) -> None:
+    def _missing(self, index: int, ctx: dict[str, Any], rec: Records | None) -> None:
         info = self.steps[index]
         needed = (str(info.fork_key),) if info.spec is None else info.spec.requires
         missing = [key for key in needed if key not in ctx]
@@ -295,7 +343,10 @@ class _Generator:
         message = f"{what}, which is not in the context"
         if len(missing) > 1:
             message += f" (nor are {', '.join(repr(k) for k in missing[1:])})"
-        close = difflib.get_close_matches(key, [k for k in ctx if isinstance(k, str)], n=1)
+        candidates = [
+            k for k in itertools.islice(ctx, _MAX_MATCHED_KEYS) if type(k) is str and len(k) <= _MAX_KEY_CHARS
+        ]
+        close = difflib.get_close_matches(key, candidates, n=1)
         if close:
             message += f"; did you mean {close[0]!r}?"
         message += f"; the context has: {_describe_keys(ctx, rec, self.steps)}"
@@ -310,9 +361,27 @@ class _Generator:
             step=info.name,
         )
         if rec is not None:
-            moment = now()
-            rec.append((index, moment, moment, Failure(error)))
+            write(rec, index, Failure(error), now())
         raise error from None  # the KeyError of the lookup is our business, not the user's
+
+    def _kwargs(self, index: int, ctx: dict[Any, Any]) -> None:
+        """After a ``**context`` call raised `TypeError`: ours when the context has non-str keys."""
+        odd = [key for key in ctx if type(key) is not str]
+        if not odd:
+            return  # the service's own TypeError: the caller re-raises it
+        info = self.steps[index]
+        shown = ", ".join(short_repr(key, 40) for key in odd[:_MAX_LISTED_KEYS])
+        message = (
+            f"{info.name} takes the context as keyword arguments (**kwargs), but the context has "
+            f"keys that are not strings: {shown}"
+        )
+        raise FlowError(message, flow=self.flow_name, step=info.name) from None
+
+    def _skipped(self, index: int, rec: Records) -> None:
+        """Record the steps around service *index* left out by never calling ``call_next``."""
+        moment = now()
+        for skipped in self.skips[index]:
+            write(rec, skipped, SKIPPED, moment)
 
     def _other(self, index: int, ctx: dict[str, Any], result: object) -> object:
         if isinstance(result, Mapping):
@@ -364,28 +433,31 @@ class _Generator:
         name = f"_p{len(self.blocks)}"
         block: list[tuple[str, int | None]] = []
         self.blocks.append(block)
-        # Recording functions take the time their first step starts and return the time
-        # their last one ended: one clock reading per step, none wasted between them.
-        block.append((f"{'async ' if aio else ''}def {name}(ctx{', rec, t' if self.record else ''}):", None))
-        if self.record:
-            block.append(("    record = rec.append", None))
+        # A record's start is the end of the record before it (see service_flow.run): one
+        # clock reading per step, none wasted between them.
+        block.append((f"{'async ' if aio else ''}def {name}(ctx{', rec' if self.record else ''}):", None))
+        indices: list[int] = []
         for position, node in enumerate(nodes):
             if isinstance(node, Step) and node.spec.around:
-                self.around(block, node.spec, nodes[position + 1 :], branch, aio=aio)
+                index = self.around(block, node.spec, nodes[position + 1 :], branch, aio=aio)
+                indices.append(index)
+                indices.extend(self.skips[index])
                 break
             if isinstance(node, Step):
-                self.step(block, node.spec, branch, aio=aio)
+                indices.append(self.step(block, node.spec, branch, aio=aio))
             elif isinstance(node, Fork):
-                self.fork(block, node, branch, aio=aio)
+                indices.append(self.fork(block, node, branch, aio=aio))
             else:
                 inner = self.function(node.flow.nodes, branch, aio=aio)
+                indices.extend(self.mainline[inner])
                 self.emit_call(block, inner, None, aio=aio)
-        block.append(("    return t" if self.record else "    return None", None))
+        block.append(("    return None", None))
+        self.mainline[name] = indices
         return name
 
     def emit_call(self, block: list[tuple[str, int | None]], function: str, owner: int | None, *, aio: bool) -> None:
         call = f"{'await ' if aio else ''}{function}"
-        block.append((f"    t = {call}(ctx, rec, t)" if self.record else f"    {call}(ctx)", owner))
+        block.append((f"    {call}(ctx, rec)" if self.record else f"    {call}(ctx)", owner))
 
     def arguments(self, spec: Spec, index: int, lookups: list[str]) -> list[str]:
         """The argument list of a call to *spec*; appends the required lookups."""
@@ -438,22 +510,18 @@ class _Generator:
         lookups: list[str] = []
         call_args = self.arguments(spec, index, lookups)
         if extra:
-            call_args.append(extra)
+            call_args.append("call_next=n")
         self.lookups(block, index, lookups)
         expression = _call_expression(call, call_args, spec, aio=aio, thread=thread)
-        guarded = self.record or app is not None
-        if app is not None:
-            emit(f"token = _bind_app({self.bind(f'_o{index}', spec.service)}, {app})")
-        if guarded:
-            emit("try:")
-        emit(f"{'    ' if guarded else ''}r = {expression}")
-        if self.record:
-            emit("except BaseException as error:")
-            emit(f"    _failed({index}, t, error, rec)")
-            emit("    raise")
-        if app is not None:
-            emit("finally:")
-            emit("    _unbind_app(token)")
+        if app is not None or extra:
+            emit(f"n = {app or extra}")
+            if self.record:
+                # It starts where the last record ended.
+                emit(f"rec.append({AROUND_STARTS - index})")
+                emit("rec.append(None)")
+                emit("rec.append(None)")
+        for line in self.guarded(f"r = {expression}", spec, index, app=app):
+            emit(line)
         if self.record and (spec.whole_context or spec.around):
             # Returning the context itself (`return call_next()`) sets no key of its own.
             emit("if r is ctx:")
@@ -463,12 +531,38 @@ class _Generator:
         emit("elif r is not None:")
         emit(f"    r = {'await _aother' if aio else '_other'}({index}, ctx, r)")
         if self.record:
-            emit(f"record(({index}, t, (t := now()), r))")
+            if spec.around:
+                emit("if not n.called:")
+                emit(f"    _skipped({index}, rec)")
+            # Three appends: list.append is specialised by the interpreter, cheaper than
+            # building a tuple to extend the list with.
+            emit(f"rec.append({index})")
+            emit("rec.append(r)")
+            emit("rec.append(now())")
         return index
+
+    def guarded(self, call: str, spec: Spec, index: int, *, app: str | None) -> list[str]:
+        """The lines of a step's call, inside the guards it needs."""
+        lines = [call]
+        if spec.var_keyword:
+            # A context with keys that are not strings cannot be passed as keywords.
+            lines = ["try:", *_indent(lines), "except TypeError:", f"    _kwargs({index}, ctx)", "    raise"]
+        if app is not None:
+            token = f"token = _bind_app({self.bind(f'_o{index}', spec.service)}, n)"
+            lines = [token, "try:", *_indent(lines), "finally:", "    _unbind_app(token)"]
+        if self.record:
+            lines = [
+                "try:",
+                *_indent(lines),
+                "except BaseException as error:",
+                f"    _failed({index}, error, rec)",
+                "    raise",
+            ]
+        return lines
 
     def around(
         self, block: list[tuple[str, int | None]], spec: Spec, rest: Sequence[Node], branch: str, *, aio: bool
-    ) -> None:
+    ) -> int:
         """Emit an around step, compiling the rest of the sequence as its ``call_next``."""
         from service_flow.flow import Flow
 
@@ -490,21 +584,22 @@ class _Generator:
             thread = any(step.spec.blocking for step in inner)
         index = self.new_step(spec.name, branch, spec)  # before the steps it wraps
         function = self.function(rest, branch, aio=rest_aio)
+        self.skips[index] = tuple(self.mainline[function])
         records = "rec" if self.record else "None"
         rest_call = f"{'_AsyncNext' if rest_aio else '_Next'}({function}, ctx, {records})"
         if spec.around == "app":
             self.step(block, spec, branch, aio=aio, app=rest_call, index=index, thread=thread)
         else:
-            self.step(block, spec, branch, aio=aio, extra=f"call_next={rest_call}", index=index, thread=thread)
+            self.step(block, spec, branch, aio=aio, extra=rest_call, index=index, thread=thread)
+        return index
 
-    def fork(self, block: list[tuple[str, int | None]], node: Any, branch: str, *, aio: bool) -> None:
+    def fork(self, block: list[tuple[str, int | None]], node: Any, branch: str, *, aio: bool) -> int:
         """Emit a fork: look up its key, pick the branch function, call it."""
         index = self.new_step(node.name, branch, None, node.key)
         prefix = f"{branch} > " if branch else ""
-        functions = {
-            value: self.function(flow.nodes, f"{prefix}{node.key}={value!r}", aio=aio)
-            for value, flow in node.branches.items()
-        }
+        functions = {}
+        for value, flow in node.branches.items():
+            functions[value] = self.function(flow.nodes, f"{prefix}{node.key}={short_repr(value, 40)}", aio=aio)
         default = None
         if node.default is not None:
             default = self.function(node.default.nodes, f"{prefix}{node.key}=DEFAULT", aio=aio)
@@ -515,16 +610,30 @@ class _Generator:
         lines = [
             "try:",
             f"    b = {table}[v]",
-            "except (KeyError, TypeError):",
+            "except Exception:",  # unknown, unhashable, a __hash__ or __eq__ that raises
             f"    b = _x{index}(v)",
         ]
         block.extend((f"    {line}", index) for line in lines)
         self.emit_call(block, "b", index, aio=aio)
+        return index
 
     def finalize(self, *, aio: bool) -> Plan:
         """Compile the source, fill the fork tables and return the plan."""
         source_lines: list[str] = []
         owner: dict[int, int] = {}
+        if aio and not self.record:
+            # `await flow(ctx)` awaits the entry itself: it names the step on the error
+            # and returns the context, where a wrapper coroutine would cost a tenth more.
+            head, *body, _ = self.blocks[0]
+            self.blocks[0] = [
+                head,
+                ("    try:", None),
+                *((f"    {text}", index) for text, index in body),
+                ("    except BaseException as error:", None),
+                ("        _annotate(error)", None),
+                ("        raise", None),
+                ("    return ctx", None),
+            ]
         for block in self.blocks:
             for text, index in block:
                 source_lines.append(text)
@@ -540,6 +649,7 @@ class _Generator:
                 node, self.ns[default] if default else None, self.flow_name, self.steps[index].name
             )
         # Let tracebacks show the generated lines, and forget them with the plan.
+        # (The flow's name has no NUL: Flow checks names when they are given.)
         linecache.cache[filename] = (len(source), None, source.splitlines(keepends=True), filename)
         plan = Plan(
             entry=self.ns["_p0"],
@@ -550,8 +660,13 @@ class _Generator:
             aio=aio,
             record=self.record,
         )
+        self.ns["_annotate"] = plan.annotate
         weakref.finalize(plan, linecache.cache.pop, filename, None)
         return plan
+
+
+def _indent(lines: list[str]) -> list[str]:
+    return [f"    {line}" for line in lines]
 
 
 def _call_expression(call: str, call_args: list[str], spec: Spec, *, aio: bool, thread: bool) -> str:
@@ -563,18 +678,25 @@ def _call_expression(call: str, call_args: list[str], spec: Spec, *, aio: bool, 
     return f"{call}({joined})"
 
 
-def _failed(index: int, started: float, error: BaseException, rec: list[RawRecord]) -> None:
-    rec.append((index, started, now(), Failure(error)))
+def _failed(index: int, error: BaseException, rec: Records) -> None:
+    write(rec, index, Failure(error), now())
 
 
 def _no_branch(node: Any, default: Callable[..., Any] | None, flow_name: str, step: str) -> Callable[[object], Any]:
     known = tuple(node.branches)
+    listed = ", ".join(short_repr(v, 40) for v in known[:_MAX_LISTED_VALUES])
+    if len(known) > _MAX_LISTED_VALUES:
+        listed += f" and {len(known) - _MAX_LISTED_VALUES} more"
 
     def no_branch(value: object) -> Callable[..., Any]:
         if default is not None:
             return default
-        listed = ", ".join(repr(v) for v in known)
-        message = f"the fork on {node.key!r} has no branch for {value!r:.80}; known values: {listed}"
+        why = ""
+        try:
+            hash(value)
+        except Exception as error:  # noqa: BLE001 - any failure of __hash__ is the value's
+            why = f" (it cannot be hashed: {type(error).__name__})"
+        message = f"the fork on {node.key!r} has no branch for {short_repr(value)}{why}; known values: {listed}"
         raise ForkError(message, key=node.key, value=value, known=known, flow=flow_name, step=step) from None
 
     return no_branch

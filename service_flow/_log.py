@@ -33,6 +33,29 @@ debug_check: Any = None
 debug_fixed: bool | None = None
 
 
+class _Unknown:
+    """Stands in for structlog's configuration if its layout ever changes: always ask."""
+
+    is_configured = True
+    default_wrapper_class = None
+
+
+# structlog's configuration object, which configure() and reset_defaults() change in
+# place: reading two of its attributes tells, in nanoseconds, that debug is off because
+# nothing is configured or because the configured wrapper class filters debug out.
+CONFIG: Any = getattr(getattr(structlog, "_config", None), "_CONFIG", None) or _Unknown()
+#: The configured wrapper class last seen filtering debug out (its level is fixed).
+quiet_class: Any = None
+
+
+def quiet() -> bool:
+    """Whether debug events are off for sure, decided without building a logger."""
+    if cached is None:
+        config = CONFIG
+        return not config.is_configured or config.default_wrapper_class is quiet_class
+    return debug_fixed is False
+
+
 def logger() -> Any:
     """The bound logger as structlog is configured now (cached if the app caches)."""
     global cached, debug_check, debug_fixed  # noqa: PLW0603 - a write-once cache
@@ -68,16 +91,25 @@ def debug_logger() -> Any | None:
     Unconfigured, structlog prints every event: a library must not fill an
     application's output with debug lines nobody asked for, so that counts as off.
     """
-    if debug_fixed is False:
+    global quiet_class  # noqa: PLW0603 - a cache of the configuration's verdict
+    if quiet():
         return None
+    wrapper_class = CONFIG.default_wrapper_class
     log = cached if cached is not None else logger()
     try:
         enabled = log.is_enabled_for(logging.DEBUG)
     except AttributeError:
         enabled = debug_enabled(log)
     if not enabled or not structlog.is_configured():
+        if not enabled and cached is None and type(log) is wrapper_class and _level_is_fixed(wrapper_class):
+            quiet_class = wrapper_class  # the next runs need not build a logger to know
         return None
     return log
+
+
+def _level_is_fixed(wrapper_class: Any) -> bool:
+    # make_filtering_bound_logger(level) fixes the level in the class it makes.
+    return getattr(wrapper_class, "__module__", None) == "structlog._native"
 
 
 def describe_error(error: BaseException) -> str:

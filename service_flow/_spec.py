@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import functools
 import inspect
+import keyword
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import PurePath
 from typing import Any, Final
 
+from service_flow._text import check_name, short_repr
 from service_flow.exceptions import FlowDefinitionError
 
 #: The parameter name that receives the whole context when it is a service's only one.
@@ -71,13 +73,17 @@ class Spec:
         return tuple(a.name for a in self.args if not a.required)
 
 
-def service_name(obj: object) -> str:  # noqa: PLR0911 - one return per kind of callable
+def service_name(obj: object) -> str:
     """The name a user recognises a service by, for errors, logs and diagrams."""
+    return check_name(_service_name(obj), f"the name of service {type(obj).__name__}")
+
+
+def _service_name(obj: object) -> str:  # noqa: PLR0911 - one return per kind of callable
     # Services and flows say their name; an arbitrary object's `name` attribute may
     # mean anything (a warehouse's city), so it is not asked.
     explicit = getattr(obj, "__service_flow_name__", None)
     if isinstance(explicit, str) and explicit:
-        return explicit
+        return check_name(explicit, f"the name of service {type(obj).__name__}")  # before str() hides it
     if isinstance(obj, functools.partial):
         return f"partial({service_name(obj.func)})"
     if inspect.ismethod(obj):
@@ -98,13 +104,22 @@ def _declared_keys(obj: object, name: str, attribute: str) -> tuple[str, ...] | 
     if declared is None:
         return None
     if isinstance(declared, str):
-        return (declared,)
+        declared = (declared,)
     if isinstance(declared, Iterable):
         keys = tuple(declared)
         if all(isinstance(k, str) for k in keys):
-            return keys
-    msg = f"{name}.{attribute} must be a key or a tuple of keys (strings), got {declared!r}"
+            return tuple(check_name(k, f"a key in {name}.{attribute}") for k in keys)
+    msg = f"{name}.{attribute} must be a key or a tuple of keys (strings), got {short_repr(declared)}"
     raise FlowDefinitionError(msg)
+
+
+def _check_parameter(param: inspect.Parameter, name: str) -> None:
+    # Parameter names are written into the plan's source (``name=value``, ``ctx['name']``):
+    # a signature made up by hand may hold anything, so only plain identifiers pass.
+    text = param.name
+    if type(text) is not str or not text.isidentifier() or keyword.iskeyword(text):
+        msg = f"service {name} has a parameter whose name is not a plain identifier: {short_repr(text)}"
+        raise FlowDefinitionError(msg)
 
 
 def _declared_provides(obj: object, name: str) -> frozenset[str] | None:
@@ -153,7 +168,7 @@ def _is_service_class(obj: object) -> bool:
 def spec_of(obj: object) -> Spec:
     """Introspect *obj* once; raise `FlowDefinitionError` when it cannot be a service."""
     if not callable(obj):
-        msg = f"a flow step must be callable (a service, function or flow), got {obj!r}"
+        msg = f"a flow step must be callable (a service, function or flow), got {short_repr(obj)}"
         raise FlowDefinitionError(msg)
     if _is_service_class(obj):
         cls = getattr(obj, "__name__", repr(obj))
@@ -170,6 +185,8 @@ def spec_of(obj: object) -> Spec:
         )
         raise FlowDefinitionError(msg) from error
 
+    for param in signature.parameters.values():
+        _check_parameter(param, name)
     around = getattr(obj, "__service_flow_around__", None)
     params = [
         p

@@ -166,7 +166,9 @@ class ForkError(Fatal):
 
     def redacted(self) -> str:
         """The message without the unknown value (a context value), for logs."""
-        known = ", ".join(repr(v) for v in self.known)
+        from service_flow._text import short_repr  # _text imports this module
+
+        known = ", ".join(short_repr(v, 40) for v in self.known[:10])
         kind = type(self.value).__name__
         return f"the fork on {self.key!r} has no branch for a value of type {kind}; known values: {known}"
 

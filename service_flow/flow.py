@@ -9,21 +9,55 @@ into a plan that does only the lookups, the calls and the merges.
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from logging import DEBUG
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Final, Union
 
 from service_flow import _compile, _log
 from service_flow._spec import Spec, spec_of
+from service_flow._text import check_name, short_repr
 from service_flow.exceptions import FlowDefinitionError, FlowError
-from service_flow.run import RUN_NUMBERS, Run
+from service_flow.run import RUN_NUMBERS, Records, Run, new_run
+
+now = _compile.now
+make_run = object.__new__  # Run(...) without the cost of calling __init__
 
 if TYPE_CHECKING:
     from service_flow.validate import Validation
 
-__all__ = ["DEFAULT", "Flow", "Fork", "Node", "Step", "SubFlow", "fork_on"]
+__all__ = ["DEFAULT", "MAX_DEPTH", "Flow", "Fork", "Node", "Step", "SubFlow", "fork_on"]
+
+#: How deeply a flow may nest: forks inside branches, around services wrapping the rest
+#: of their chain, flows kept whole.  Each level is a nested call when the flow runs (an
+#: around service three), so a deeper flow is refused when it is built, with
+#: `FlowDefinitionError`, rather than failing with a `RecursionError` when it runs.
+MAX_DEPTH: Final = 100
+
+# Plans are compiled rarely: one lock for all flows keeps a flow small to build.
+_COMPILE_LOCK = threading.Lock()
+
+
+def _too_deep(depth: int, what: str) -> FlowDefinitionError:
+    msg = (
+        f"{what} would nest the flow {depth} levels deep (forks inside branches, around services, "
+        f"flows kept whole); at most {MAX_DEPTH} are supported"
+    )
+    return FlowDefinitionError(msg)
+
+
+def _depth_of(nodes: Iterable[Node]) -> tuple[int, int]:
+    """(nesting depth, around services at the top level) of a sequence of nodes."""
+    depth = arounds = 0
+    for node in nodes:
+        if isinstance(node, Step):
+            if node.spec.around:
+                arounds += 1
+                depth = max(depth, arounds)
+        else:
+            depth = max(depth, arounds + node.depth)
+    return depth, arounds
 
 
 class _Default:
@@ -75,12 +109,26 @@ class Step:
 class Fork:
     """A node that runs one of several branches, chosen by the value of ``key``."""
 
-    __slots__ = ("branches", "default", "key")
+    __slots__ = ("branches", "default", "depth", "key")
 
     def __init__(self, key: str, branches: Mapping[Any, Flow], default: Flow | None) -> None:
-        self.key = key
-        self.branches: Mapping[Any, Flow] = MappingProxyType(dict(branches))
+        self.key = check_name(key, "a fork's key")
+        try:
+            table = dict(branches)
+        except Exception as error:
+            msg = f"the branches of the fork on {key!r} cannot be read as a dict: {type(error).__name__}: {error}"
+            raise FlowDefinitionError(msg) from error
+        flows = [*table.values(), *(() if default is None else (default,))]
+        for flow in flows:
+            if not isinstance(flow, Flow):
+                msg = f"a branch of the fork on {key!r} must be a Flow, got {short_repr(flow)}"
+                raise FlowDefinitionError(msg)
+        self.branches: Mapping[Any, Flow] = MappingProxyType(table)
         self.default = default
+        #: How deeply the fork nests: one level for itself, plus its deepest branch.
+        self.depth: int = 1 + max((flow._depth for flow in flows), default=0)  # noqa: SLF001
+        if self.depth > MAX_DEPTH:
+            raise _too_deep(self.depth, f"the fork on {key!r}")
 
     @property
     def name(self) -> str:
@@ -102,7 +150,9 @@ class Fork:
         return (Fork, (self.key, dict(self.branches), self.default))
 
     def __repr__(self) -> str:
-        return f"Fork({self.key!r}, {dict(self.branches)!r}, default={self.default!r})"
+        from service_flow._render import inline  # only for repr
+
+        return f"Fork({inline(Flow(nodes=(self,)))})"
 
 
 class SubFlow:
@@ -112,10 +162,18 @@ class SubFlow:
     level: its around service wraps only the rest of *that* flow, so it stays a unit.
     """
 
-    __slots__ = ("flow",)
+    __slots__ = ("depth", "flow")
 
     def __init__(self, flow: Flow) -> None:
+        given: object = flow  # callers without type checking pass anything
+        if not isinstance(given, Flow):
+            msg = f"SubFlow takes a Flow, got {short_repr(given)}"
+            raise FlowDefinitionError(msg)
         self.flow = flow
+        #: How deeply the sub-flow nests: one level for itself, plus its own depth.
+        self.depth: int = 1 + flow._depth  # noqa: SLF001
+        if self.depth > MAX_DEPTH:
+            raise _too_deep(self.depth, f"flow {flow.name!r}")
 
     @property
     def name(self) -> str:
@@ -141,10 +199,10 @@ def _as_flow(obj: object, *, role: str) -> Flow:
     if obj is None:
         return Flow()
     if isinstance(obj, tuple):
-        msg = f"{role} is a tuple {obj!r}; a fork is written `step < (key, {{value: branch}})`"
+        msg = f"{role} is a tuple {short_repr(obj)}; a fork is written `step < (key, {{value: branch}})`"
         raise FlowDefinitionError(msg)
     if not callable(obj):
-        msg = f"{role} must be a flow, a service or None, got {obj!r}"
+        msg = f"{role} must be a flow, a service or None, got {short_repr(obj)}"
         raise FlowDefinitionError(msg)
     return Flow(obj)
 
@@ -152,24 +210,27 @@ def _as_flow(obj: object, *, role: str) -> Flow:
 def _fork_node(spec: object) -> Fork:
     if not (isinstance(spec, tuple) and len(spec) == 2 and isinstance(spec[1], Mapping)):  # noqa: PLR2004
         msg = (
-            f"a fork is written `flow < (key, {{value: branch, ...}})`, got {spec!r}; "
+            f"a fork is written `flow < (key, {{value: branch, ...}})`, got {short_repr(spec)}; "
             "to compare flows use ==, and note that `a < b < c` is a chained comparison"
         )
         raise FlowDefinitionError(msg)
     key, branches = spec
-    if not isinstance(key, str):
-        msg = f"a fork's key must be a context key (a string), got {key!r}"
-        raise FlowDefinitionError(msg)
+    check_name(key, "a fork's key")
     if not branches:
         msg = f"the fork on {key!r} has no branches"
         raise FlowDefinitionError(msg)
     default: Flow | None = None
     named: dict[Any, Flow] = {}
-    for value, branch in branches.items():
+    try:
+        items = list(branches.items())
+    except Exception as error:
+        msg = f"the branches of the fork on {key!r} cannot be read: {type(error).__name__}: {error}"
+        raise FlowDefinitionError(msg) from error
+    for value, branch in items:
         if value is DEFAULT:
             default = _as_flow(branch, role=f"the default branch of the fork on {key!r}")
         else:
-            named[value] = _as_flow(branch, role=f"branch {value!r} of the fork on {key!r}")
+            named[value] = _as_flow(branch, role=f"branch {short_repr(value)} of the fork on {key!r}")
     return Fork(key, named, default)
 
 
@@ -206,7 +267,20 @@ class Flow:
     with parentheses: ``(a < (key, branches)) >> c``.
     """
 
-    __slots__ = ("__weakref__", "_async", "_call_plan", "_lock", "_name", "_nodes", "_plans", "_run_plan")
+    __slots__ = (
+        "__weakref__",
+        "_arounds",
+        "_async",
+        "_async_entry",
+        "_built",
+        "_call_plan",
+        "_depth",
+        "_left",
+        "_name",
+        "_plans",
+        "_right",
+        "_run_plan",
+    )
 
     def __init__(
         self,
@@ -215,23 +289,76 @@ class Flow:
         nodes: tuple[Node, ...] = (),
     ) -> None:
         built = list(nodes)
+        for node in built:
+            given: object = node  # callers without type checking pass anything
+            if not isinstance(given, (Step, Fork, SubFlow)):
+                msg = f"Flow(nodes=...) takes Step, Fork and SubFlow nodes, got {short_repr(node)}"
+                raise FlowDefinitionError(msg)
         for position, step in enumerate(steps):
             # As with >>, a flow after the first argument keeps its around services to itself.
             built.extend(_nodes_of(step, sealed=bool(nodes) or position > 0))
-        self._nodes: tuple[Node, ...] = tuple(built)
+        depth, arounds = _depth_of(built)
+        if depth > MAX_DEPTH:
+            raise _too_deep(depth, "this flow")
+        self._setup(tuple(built), None, (), None if name is None else check_name(name, "a flow's name"))
+        self._depth = depth
+        self._arounds = arounds
+
+    def _setup(
+        self, built: tuple[Node, ...] | None, left: Flow | None, right: tuple[Node, ...], name: str | None
+    ) -> None:
+        # A flow made by `>>` or `<` holds its left operand and the nodes it adds, and
+        # joins them into one tuple the first time its nodes are read: a chain of n `>>`
+        # costs O(n), where copying the nodes at each step would cost O(n²).
+        self._built = built
+        self._left = left
+        self._right = right
         self._name = name
         self._async: bool | None = None
         self._plans: dict[tuple[bool, bool], _compile.Plan] = {}
         # The sync plans, once compiled, for the shortest path from a call to the plan.
         self._call_plan: _compile.Plan | None = None
         self._run_plan: _compile.Plan | None = None
-        self._lock = threading.Lock()
+        self._async_entry: Callable[[dict[str, Any]], Any] | None = None
+
+    def _then(self, right: tuple[Node, ...], shape: tuple[int, int], what: Callable[[], str]) -> Flow:
+        """A new flow: this one's nodes, then *right* of *shape* (neither operand changes)."""
+        depth, arounds = shape
+        total = max(self._depth, self._arounds + depth)
+        if total > MAX_DEPTH:
+            raise _too_deep(total, what())
+        flow = Flow.__new__(Flow)
+        flow._setup(None, self, right, None)  # noqa: SLF001
+        flow._depth = total  # noqa: SLF001
+        flow._arounds = self._arounds + arounds  # noqa: SLF001
+        return flow
+
+    def _join(self) -> tuple[Node, ...]:
+        parts: list[tuple[Node, ...]] = []
+        flow = self
+        while True:
+            built = flow._built
+            if built is not None:
+                break
+            left = flow._left
+            if left is None:  # another thread joined it meanwhile (it sets _built first)
+                built = flow._built
+                assert built is not None  # noqa: S101
+                break
+            parts.append(flow._right)
+            flow = left
+        parts.append(built)
+        nodes = tuple(itertools.chain.from_iterable(reversed(parts)))
+        self._built = nodes
+        self._left = None  # let the intermediate flows go
+        self._right = ()
+        return nodes
 
     @classmethod
     def _from_left_operand(cls, obj: object) -> Flow:
         if isinstance(obj, tuple):
             msg = (
-                f"a fork tuple {obj!r} cannot be the left operand of >>: in "
+                f"a fork tuple {short_repr(obj)} cannot be the left operand of >>: in "
                 "`a < (key, branches) >> b`, Python applies >> first. Write "
                 "`(a < (key, branches)) >> b`"
             )
@@ -245,7 +372,7 @@ class Flow:
         """The flow's name in errors and logs: the one given, or one made of its steps."""
         if self._name is not None:
             return self._name
-        names = [node.name for node in self._nodes]
+        names = [node.name for node in self.nodes]
         if len(names) > 3:  # noqa: PLR2004
             names = [names[0], "…", names[-1]]
         return " >> ".join(names) or "empty flow"
@@ -258,15 +385,20 @@ class Flow:
     @property
     def nodes(self) -> tuple[Node, ...]:
         """The top-level nodes, in order."""
-        return self._nodes
+        built = self._built
+        return self._join() if built is None else built
 
     def named(self, name: str) -> Flow:
         """The same flow under another name (for errors, logs and diagrams)."""
-        return Flow(nodes=self._nodes, name=name)
+        flow = Flow.__new__(Flow)
+        flow._setup(self.nodes, None, (), check_name(name, "a flow's name"))  # noqa: SLF001
+        flow._depth = self._depth  # noqa: SLF001
+        flow._arounds = self._arounds  # noqa: SLF001
+        return flow
 
     def iter_steps(self) -> Iterator[Step]:
         """Every `Step` of the flow, depth first, branches and sub-flows included."""
-        for node in self._nodes:
+        for node in self.nodes:
             if isinstance(node, Step):
                 yield node
             elif isinstance(node, SubFlow):
@@ -285,13 +417,16 @@ class Flow:
         return self._async
 
     def _has_open_around(self) -> bool:
-        return any(isinstance(node, Step) and node.spec.around for node in self._nodes)
+        return self._arounds > 0
 
     # -- composition -------------------------------------------------------------
 
     def __rshift__(self, other: Callable[..., Any]) -> Flow:
         try:
-            return Flow(nodes=self._nodes + _nodes_of(other, sealed=True))
+            if isinstance(other, Flow) and not other._arounds:  # spliced in
+                return self._then(other.nodes, (other._depth, 0), lambda: f"flow {other.name!r}")
+            right = _nodes_of(other, sealed=True)  # one node
+            return self._then(right, _depth_of(right), lambda: right[0].name)
         except FlowDefinitionError as error:
             error.flow = error.flow or self.name  # the flow it was being added to
             raise
@@ -301,7 +436,8 @@ class Flow:
 
     def __lt__(self, spec: tuple[str, Mapping[Any, Any]]) -> Flow:
         try:
-            return Flow(nodes=(*self._nodes, _fork_node(spec)))
+            fork = _fork_node(spec)
+            return self._then((fork,), (fork.depth, 0), lambda: fork.name)
         except FlowDefinitionError as error:
             error.flow = error.flow or self.name
             raise
@@ -310,15 +446,15 @@ class Flow:
         raise FlowDefinitionError(_NO_TRUTH)
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Flow) and other._nodes == self._nodes and other.name == self.name
+        return isinstance(other, Flow) and other.nodes == self.nodes and other.name == self.name
 
     def __hash__(self) -> int:
-        return hash(self._nodes)
+        return hash(self.nodes)
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Flows travel to worker processes (process pools, Dask, Celery): send the
         # structure and the name; plans are compiled again where they run.
-        return (_restore_flow, (self._nodes, self._name))
+        return (_restore_flow, (self.nodes, self._name))
 
     def __repr__(self) -> str:
         from service_flow._render import render  # only for repr
@@ -330,7 +466,7 @@ class Flow:
     def _plan(self, *, aio: bool, record: bool) -> _compile.Plan:
         plan = self._plans.get((aio, record))
         if plan is None:
-            with self._lock:
+            with _COMPILE_LOCK:
                 plan = self._plans.get((aio, record))
                 if plan is None:
                     plan = _compile.compile_flow(self, aio=aio, record=record)
@@ -346,22 +482,17 @@ class Flow:
         """
         plan = self._call_plan
         if plan is None:
-            if self.is_async:
-                return self._acall(context)
+            entry = self._async_entry
+            if entry is None and self.is_async:
+                entry = self._async_entry = self._plan(aio=True, record=False).entry
+            if entry is not None:
+                ctx = context.copy() if type(context) is dict else _compile.as_context(context, self)
+                # The async entry names the failing step itself and returns the context.
+                return entry(ctx)
             plan = self._call_plan = self._plan(aio=False, record=False)
         ctx = context.copy() if type(context) is dict else _compile.as_context(context, self)
         try:
             plan.entry(ctx)
-        except BaseException as error:
-            plan.annotate(error)
-            raise
-        return ctx
-
-    async def _acall(self, context: Mapping[str, Any] | None) -> dict[str, Any]:
-        plan = self._plan(aio=True, record=False)
-        ctx = _compile.as_context(context, self)
-        try:
-            await plan.entry(ctx)
         except BaseException as error:
             plan.annotate(error)
             raise
@@ -382,24 +513,32 @@ class Flow:
                 raise FlowError(msg, flow=self.name)
             plan = self._run_plan = self._plan(aio=False, record=True)
         ctx = context.copy() if type(context) is dict else _compile.as_context(context, self)
-        number = next(RUN_NUMBERS)
-        # The fast path when structlog caches loggers and filters debug out.
-        if _log.debug_fixed is False:
-            records = []
+        records: Records | None = None
+        number = 0  # a run that logs nothing is numbered when its id is first read
+        # _log.quiet(), written out: a function call is a tenth of a short run's overhead.
+        if _log.cached is None:
+            config = _log.CONFIG
+            quiet = not config.is_configured or config.default_wrapper_class is _log.quiet_class
         else:
-            check = _log.debug_check
-            records = [] if check is not None and not check(DEBUG) else plan.recorder(number)
-        started = _compile.now()
+            quiet = _log.debug_fixed is False
+        started = now()
+        if not quiet:  # debug may be on: ask, and trace the run if it is
+            number = next(RUN_NUMBERS)
+            records = plan.tracer(number, started)
+        if records is None:
+            records = []
         try:
-            ended = plan.entry(ctx, records, started)
+            plan.entry(ctx, records)
         except Exception as error:  # noqa: BLE001 - a Run reports every failure
-            return plan.finish(ctx, records, number, started, error)
+            return plan.finish(ctx, records, number or next(RUN_NUMBERS), started, error)
         except BaseException as error:
             plan.annotate(error)
             raise
-        if type(records) is list:  # not tracing: nothing to log
-            return Run((plan, number, ctx, records, None, started, ended))
-        return plan.finish(ctx, records, number, started, None, ended)
+        if type(records) is list:  # not tracing: nothing to log; it ended with its last step
+            run = make_run(Run)
+            run._state = (plan, number, ctx, records, None, started, records[-1] if records else started)  # noqa: SLF001
+            return run
+        return plan.finish(ctx, records, number, started, None)
 
     async def arun(self, context: Mapping[str, Any] | None = None) -> Run:
         """Run the flow in the event loop and return its `Run` (see `run`).
@@ -409,28 +548,33 @@ class Flow:
         plan = self._plan(aio=True, record=True)
         ctx = _compile.as_context(context, self)
         number = next(RUN_NUMBERS)
-        records = plan.recorder(number)
-        started = _compile.now()
+        started = now()
+        records = None if _log.quiet() else plan.tracer(number, started)
+        if records is None:
+            records = []
         try:
-            ended = await plan.entry(ctx, records, started)
+            await plan.entry(ctx, records)
         except Exception as error:  # noqa: BLE001 - a Run reports every failure
             return plan.finish(ctx, records, number, started, error)
         except BaseException as error:
             plan.annotate(error)
             raise
-        return plan.finish(ctx, records, number, started, None, ended)
+        if type(records) is list:
+            return new_run((plan, number, ctx, records, None, started, records[-1] if records else started))
+        return plan.finish(ctx, records, number, started, None)
 
-    def validate(self, given: Iterable[str] | Mapping[str, Any] = ()) -> Validation:
+    def validate(self, given: Iterable[str] | Mapping[str, Any] = (), *, strict: bool = False) -> Validation:
         """Check, without running anything, that every step gets the keys it requires.
 
         *given* are the keys the input will hold.  Every path through every fork is
         followed; all problems are raised together in one `ValidationError`.  Steps
         that do not declare ``provides`` are trusted to provide what is missing after
-        them, and named in a `ValidationWarning`.
+        them, and named in a `ValidationWarning`; with ``strict=True`` each of them is
+        a problem instead, and trusted with nothing.
         """
         from service_flow.validate import validate
 
-        return validate(self, given)
+        return validate(self, given, strict=strict)
 
 
 def _restore_flow(nodes: tuple[Node, ...], name: str | None) -> Flow:
@@ -443,6 +587,9 @@ def _nodes_of(obj: object, *, sealed: bool = False) -> tuple[Node, ...]:
             return (SubFlow(obj),)
         return obj.nodes
     if isinstance(obj, tuple):
-        msg = f"cannot add the tuple {obj!r} to a flow with >>; a fork is written `flow < (key, {{value: branch}})`"
+        msg = (
+            f"cannot add the tuple {short_repr(obj)} to a flow with >>; "
+            "a fork is written `flow < (key, {value: branch})`"
+        )
         raise FlowDefinitionError(msg)
     return (Step(spec_of(obj)),)

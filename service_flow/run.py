@@ -1,15 +1,28 @@
 r"""The record of one run of a flow: `Run`, its `StepRecord`\\ s and its `RunStatus`.
 
-``flow.run(context)`` returns a `Run`.  The run loop only appends raw tuples; the
-records, names and key provenance are built when somebody reads them.
+``flow.run(context)`` returns a `Run`.  The run loop only appends raw data to one flat
+list, three items per event: ``index, result, time``.  No tuple per step, nothing for
+the garbage collector to track but the results themselves; the records, names and key
+provenance are built when somebody reads them:
+
+- a step that returned: its index, the mapping it returned (or ``None``), its end; it
+  started when the event before it ended (the run's start for the first);
+- a step that raised: its index, a `Failure`, its end;
+- an around service starting: ``AROUND_STARTS - index``, ``None``, ``None`` (it starts
+  where the last event ended; its own event comes after the steps it wraps);
+- ``call_next()`` starting the rest: `MARK`, ``None``, the time;
+- a step an around service skipped by never calling ``call_next``: its index,
+  `SKIPPED`, the time.
 """
 
 from __future__ import annotations
 
 import enum
 import os
+import threading
 from collections.abc import Mapping, Sequence
 from itertools import count
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from service_flow.exceptions import StopFlow
@@ -23,6 +36,8 @@ __all__ = ["Run", "RunStatus", "StepRecord"]
 # across processes without paying for a uuid4 on every run.
 _PROCESS_PREFIX = os.urandom(4).hex()
 RUN_NUMBERS = count(1)  # next() on a count is atomic under the GIL: safe across threads
+# A run that logs nothing gets its number when somebody first reads it.
+_NUMBERING = threading.Lock()
 
 
 def format_run_id(number: int) -> str:
@@ -36,6 +51,8 @@ class RunStatus(str, enum.Enum):
     SUCCEEDED = "succeeded"
     STOPPED = "stopped"
     FAILED = "failed"
+    SKIPPED = "skipped"
+    """Only for a step: an around service returned without calling ``call_next``."""
 
     def __str__(self) -> str:
         return self.value
@@ -49,7 +66,8 @@ class StepRecord(NamedTuple):
     name: str
     """The service's name."""
     status: RunStatus
-    """`RunStatus.SUCCEEDED`, or ``STOPPED``/``FAILED`` for the step that ended the run."""
+    """`RunStatus.SUCCEEDED`, ``STOPPED``/``FAILED`` for the step that ended the run, or
+    ``SKIPPED`` for a step an around service left out (it never called ``call_next``)."""
     duration: float
     """Seconds the step took (an around service's include the steps it wrapped)."""
     keys: tuple[str, ...]
@@ -69,8 +87,72 @@ class Failure:
         self.error = error
 
 
-# A raw record, as the plan appends it: (step index, start, end, result or Failure).
-RawRecord = tuple[int, float, float, Any]
+#: The raw records of a run: a flat list, three items per event (see the module's doc).
+Records = list[Any]
+#: The index of a time mark: ``call_next()`` starting the rest of the flow.
+MARK = -1
+#: Around service *i* starting is written with the index ``AROUND_STARTS - i``.
+AROUND_STARTS = -2
+
+
+class _Skipped:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "SKIPPED"
+
+
+#: The result of a step an around service skipped.
+SKIPPED: Any = _Skipped()
+
+# (start, index, result, end, order): one event read back; an around service's order is
+# that of its start, so that it comes before the steps it wraps even at an equal start.
+_Event = tuple[float, int, Any, float, int]
+
+
+def write(records: Records, index: int, result: Any, time: float | None) -> None:
+    """Append one event to *records* (item by item, as the plans do)."""
+    records.append(index)
+    records.append(result)
+    records.append(time)
+
+
+class RecordReader:
+    """Reads raw records back, event by event, giving each step its start time."""
+
+    __slots__ = ("count", "prev", "starts")
+
+    def __init__(self, started: float) -> None:
+        self.prev = started
+        self.count = 0  # events read: with the start, the order in which steps started
+        self.starts: dict[int, list[tuple[float, int]]] = {}
+
+    def read(self, index: int, result: Any, end: float) -> _Event | None:
+        """The step's (start, index, result, end, order), or ``None`` for a mark."""
+        self.count += 1
+        if index < 0:
+            if index == MARK:
+                self.prev = end
+            else:
+                self.starts.setdefault(AROUND_STARTS - index, []).append((self.prev, self.count))
+            return None
+        if result is SKIPPED:
+            return (end, index, result, end, self.count)
+        waiting = self.starts.get(index)
+        start, order = waiting.pop() if waiting else (self.prev, self.count)
+        self.prev = end
+        return (start, index, result, end, order)
+
+
+def read_records(raw: Records, started: float) -> list[_Event]:
+    """Every step event of *raw*, in the order they were written."""
+    reader = RecordReader(started)
+    events = []
+    for position in range(0, len(raw) - 2, 3):
+        event = reader.read(raw[position], raw[position + 1], raw[position + 2])
+        if event is not None:
+            events.append(event)
+    return events
 
 
 class Run:
@@ -78,11 +160,9 @@ class Run:
 
     # One tuple holds the state: building a Run must cost next to nothing, since every
     # flow.run() builds one.  (plan, number, context, raw records, error, started, ended)
-    __slots__ = ("_records", "_state")
+    __slots__ = ("_number", "_records", "_state")
 
-    def __init__(
-        self, state: tuple[Plan, int, dict[str, Any], Sequence[RawRecord], BaseException | None, float, float]
-    ) -> None:
+    def __init__(self, state: _State) -> None:
         self._state = state
 
     @property
@@ -105,8 +185,20 @@ class Run:
 
     @property
     def number(self) -> int:
-        """The run's number within this process."""
-        return self._state[1]
+        """The run's number within this process (given when first asked, if not logged)."""
+        number = self._state[1]
+        if number:
+            return number
+        try:
+            return self._number
+        except AttributeError:
+            pass
+        with _NUMBERING:
+            try:
+                return self._number
+            except AttributeError:
+                self._number: int = next(RUN_NUMBERS)
+                return self._number
 
     @property
     def started(self) -> float:
@@ -161,8 +253,10 @@ class Run:
         except AttributeError:  # not built yet
             pass
         infos = self._state[0].steps
-        ordered = sorted(self._state[3], key=_start_time)
-        self._records: tuple[StepRecord, ...] = tuple(_record(raw, infos[raw[0]], self.context) for raw in ordered)
+        ordered = sorted(read_records(self._state[3], self.started), key=_start_time)  # stable
+        self._records: tuple[StepRecord, ...] = tuple(
+            _record(event, infos[event[1]], self.context) for event in ordered
+        )
         return self._records
 
     @property
@@ -174,9 +268,10 @@ class Run:
         error = self._state[4]
         if error is None:
             return None
-        for raw in self._state[3]:
-            if isinstance(raw[3], Failure) and raw[3].error is error:
-                return _record(raw, self._state[0].steps[raw[0]], self.context)
+        for event in read_records(self._state[3], self.started):  # the innermost first
+            result = event[2]
+            if type(result) is Failure and result.error is error:
+                return _record(event, self._state[0].steps[event[1]], self.context)
         return None
 
     def set_by(self, key: str) -> str | None:
@@ -190,27 +285,39 @@ class Run:
     def __repr__(self) -> str:
         ms = self.duration * 1000
         tail = f": {self.error!r}" if self.error is not None else ""
-        steps = len(self._state[3])
+        steps = len(self.steps)
         return f"<Run {self.run_id} of {self.flow!r} {self.status.value} in {ms:.3f} ms, {steps} steps{tail}>"
 
 
-def _start_time(raw: RawRecord) -> float:
-    return raw[1]
+_State = tuple["Plan", int, dict[str, Any], Records, "BaseException | None", float, float]
+_make = object.__new__
 
 
-def _record(raw: RawRecord, info: StepInfo, context: Mapping[str, Any]) -> StepRecord:
-    index, start, end, result = raw
-    if isinstance(result, Failure):
+def new_run(state: _State) -> Run:
+    """A `Run` of *state*, built without the cost of calling ``__init__``."""
+    run: Run = _make(Run)
+    run._state = state  # noqa: SLF001 - the constructor, written out
+    return run
+
+
+_start_time = itemgetter(0, 4)
+
+
+def _record(event: _Event, info: StepInfo, context: Mapping[str, Any]) -> StepRecord:
+    start, index, result, end, _ = event
+    if type(result) is Failure:
         status = RunStatus.STOPPED if isinstance(result.error, StopFlow) else RunStatus.FAILED
         return StepRecord(index, info.name, status, end - start, (), result.error, info.branch)
+    if result is SKIPPED:
+        return StepRecord(index, info.name, RunStatus.SKIPPED, 0.0, (), None, info.branch)
     keys = tuple(result) if isinstance(result, Mapping) and result is not context else ()
     return StepRecord(index, info.name, RunStatus.SUCCEEDED, end - start, keys, None, info.branch)
 
 
-def provenance(key: str, raw: Sequence[RawRecord], steps: Sequence[StepInfo]) -> str | None:
+def provenance(key: str, raw: Records, steps: Sequence[StepInfo]) -> str | None:
     """Which step last returned *key*, from a run's raw records (``None``: no step did)."""
     best: tuple[float, str] | None = None
-    for index, _start, end, result in raw:
-        if isinstance(result, Mapping) and key in result and (best is None or end >= best[0]):
+    for index, result, end in zip(raw[0::3], raw[1::3], raw[2::3]):
+        if index >= 0 and isinstance(result, Mapping) and key in result and (best is None or end >= best[0]):
             best = (end, steps[index].name)
     return None if best is None else best[1]

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from service_flow._text import short_repr
 from service_flow.exceptions import ValidationError
 
 if TYPE_CHECKING:
@@ -45,45 +46,67 @@ class Validation:
     """(step, key) pairs where a key was assumed to come from an undeclared step."""
 
 
-@dataclass(frozen=True)
 class _Path:
-    label: str
-    keys: frozenset[str]
-    undeclared: tuple[str, ...]
+    """One way through the flow so far: its branch label and the keys present on it.
+
+    ``keys`` is shared with the paths a fork made from the same path until one of them
+    adds a key (copy on write), so that a long chain of steps costs O(1) per key and the
+    whole check is linear in the size of the flow.
+    """
+
+    __slots__ = ("keys", "label", "shared", "trusting")
+
+    def __init__(self, label: str, keys: set[str], *, shared: bool, trusting: bool) -> None:
+        self.label = label
+        self.keys = keys
+        self.shared = shared
+        self.trusting = trusting  # an undeclared step came before: missing keys are assumed
+
+    def add(self, keys: Iterable[str]) -> None:
+        if self.shared:
+            self.keys = set(self.keys)
+            self.shared = False
+        self.keys.update(keys)
 
 
 class _Checker:
-    def __init__(self, flow: Flow) -> None:
+    def __init__(self, flow: Flow, *, strict: bool) -> None:
         self.flow = flow
-        self.problems: list[str] = []
-        self.assumed: list[tuple[str, str]] = []
-        self.undeclared: list[str] = []
+        self.strict = strict
+        # Dicts as ordered sets: each problem, assumption and step named once.
+        self.problems: dict[str, None] = {}
+        self.assumed: dict[tuple[str, str], None] = {}
+        self.undeclared: dict[str, None] = {}
 
-    def problem(self, text: str, path: _Path) -> None:
-        line = f"{text} (on branch {path.label})" if path.label else text
-        if line not in self.problems:
-            self.problems.append(line)
+    def problem(self, text: str, path: _Path | None = None) -> None:
+        line = f"{text} (on branch {path.label})" if path is not None and path.label else text
+        self.problems.setdefault(line)
 
     def need(self, who: str, keys: Iterable[str], paths: Sequence[_Path]) -> None:
         for path in paths:
             for key in keys:
                 if key in path.keys:
                     continue
-                if path.undeclared:
-                    if (who, key) not in self.assumed:
-                        self.assumed.append((who, key))
+                if path.trusting:
+                    self.assumed.setdefault((who, key))
                 else:
                     self.problem(f"{who} needs {key!r}, which is neither given nor provided by an earlier step", path)
 
-    def after(self, spec: Spec, paths: Sequence[_Path]) -> list[_Path]:
+    def after(self, spec: Spec, paths: list[_Path]) -> list[_Path]:
         if spec.provides is None:
-            if spec.name not in self.undeclared:
-                self.undeclared.append(spec.name)
-            return [_Path(p.label, p.keys, (*p.undeclared, spec.name)) for p in paths]
-        return [_Path(p.label, p.keys | spec.provides, p.undeclared) for p in paths]
+            self.undeclared.setdefault(spec.name)
+            if self.strict:
+                self.problem(f"{spec.name} does not declare `provides` (strict validation trusts no step)")
+            else:
+                for path in paths:
+                    path.trusting = True
+        elif spec.provides:
+            for path in paths:
+                path.add(spec.provides)
+        return paths
 
     def walk(self, nodes: Sequence[Node], paths: list[_Path]) -> list[_Path]:
-        from service_flow.flow import Flow, Fork, Step  # flow imports us lazily
+        from service_flow.flow import Fork, Step  # flow imports us lazily
 
         for position, node in enumerate(nodes):
             if isinstance(node, Step):
@@ -91,26 +114,25 @@ class _Checker:
                 self.need(spec.name, spec.requires, paths)
                 if spec.around:
                     rest = nodes[position + 1 :]
-                    if not spec.is_async:
-                        inner = [s.name for s in Flow(nodes=tuple(rest)).iter_steps() if s.spec.is_async]
-                        if inner:
-                            self.problem(
-                                f"around service {spec.name} is synchronous but wraps async steps ({', '.join(inner)})",
-                                _Path("", frozenset(), ()),
-                            )
+                    if not spec.is_async and any(_is_async(n) for n in rest):
+                        inner = [s.name for n in rest for s in _steps(n) if s.spec.is_async]
+                        self.problem(
+                            f"around service {spec.name} is synchronous but wraps async steps ({', '.join(inner)})"
+                        )
                     return self.after(spec, self.walk(rest, paths))
                 paths = self.after(spec, paths)
             elif isinstance(node, Fork):
                 self.need(f"the fork on {node.key!r}", (node.key,), paths)
                 branches: list[tuple[str, Flow]] = [
-                    (f"{node.key}={value!r}", flow) for value, flow in node.branches.items()
+                    (f"{node.key}={short_repr(value, 40)}", flow) for value, flow in node.branches.items()
                 ]
                 if node.default is not None:
                     branches.append((f"{node.key}=DEFAULT", node.default))
                 merged: list[_Path] = []
                 for label, branch in branches:
                     entering = [
-                        _Path(f"{p.label} > {label}" if p.label else label, p.keys, p.undeclared) for p in paths
+                        _Path(f"{p.label} > {label}" if p.label else label, p.keys, shared=True, trusting=p.trusting)
+                        for p in paths
                     ]
                     merged.extend(self.walk(branch.nodes, entering))
                 paths = _dedupe(merged)
@@ -119,25 +141,47 @@ class _Checker:
         return paths
 
 
+def _is_async(node: Node) -> bool:
+    from service_flow.flow import Fork, Step
+
+    if isinstance(node, Step):
+        return node.spec.is_async
+    if isinstance(node, Fork):
+        return any(flow.is_async for flow in (*node.branches.values(), node.default) if flow is not None)
+    return node.flow.is_async
+
+
+def _steps(node: Node) -> Iterable[Any]:
+    from service_flow.flow import Flow
+
+    return Flow(nodes=(node,)).iter_steps()
+
+
 def _dedupe(paths: list[_Path]) -> list[_Path]:
-    seen: dict[tuple[frozenset[str], tuple[str, ...]], _Path] = {}
+    # Paths that share their keys' set are equal without comparing the sets.
+    by_identity: dict[tuple[int, bool], _Path] = {}
     for path in paths:
-        seen.setdefault((path.keys, path.undeclared), path)
-    unique = list(seen.values())
+        by_identity.setdefault((id(path.keys), path.trusting), path)
+    if len(by_identity) == 1:
+        unique = list(by_identity.values())
+    else:
+        seen: dict[tuple[frozenset[str], bool], _Path] = {}
+        for path in by_identity.values():
+            seen.setdefault((frozenset(path.keys), path.trusting), path)
+        unique = list(seen.values())
     if len(unique) <= _MAX_PATHS:
         return unique
     # Merge the paths that trust undeclared steps apart from those that do not, so that
     # one undeclared step on one path cannot excuse a missing key on all the others.
     merged = []
-    for group in ([p for p in unique if not p.undeclared], [p for p in unique if p.undeclared]):
+    for group in ([p for p in unique if not p.trusting], [p for p in unique if p.trusting]):
         if group:
-            keys = frozenset.intersection(*(p.keys for p in group))
-            undeclared = tuple(dict.fromkeys(name for p in group for name in p.undeclared))
-            merged.append(_Path("one of several paths", keys, undeclared))
+            keys = set.intersection(*(p.keys for p in group))
+            merged.append(_Path("one of several paths", keys, shared=False, trusting=group[0].trusting))
     return merged
 
 
-def validate(flow: Flow, given: Iterable[str] | Mapping[str, Any] = ()) -> Validation:
+def validate(flow: Flow, given: Iterable[str] | Mapping[str, Any] = (), *, strict: bool = False) -> Validation:
     """Check *flow* against the keys *given*; see `Flow.validate`."""
     checked: object = given  # callers without type checking pass anything
     if isinstance(given, str):
@@ -145,13 +189,18 @@ def validate(flow: Flow, given: Iterable[str] | Mapping[str, Any] = ()) -> Valid
     elif not isinstance(checked, (Iterable, Mapping)):
         msg = f"validate(given=...) takes the keys the input will hold (a set or a mapping), got {given!r}"
         raise TypeError(msg)
-    checker = _Checker(flow)
-    ends = checker.walk(flow.nodes, [_Path("", frozenset(given), ())])
+    flag: object = strict  # callers without type checking pass anything
+    if type(flag) is not bool:
+        msg = f"validate(strict=...) takes True or False, got {short_repr(strict)}"
+        raise TypeError(msg)
+    checker = _Checker(flow, strict=strict)
+    ends = checker.walk(flow.nodes, [_Path("", set(given), shared=False, trusting=False)])
     if checker.problems:
-        count = len(checker.problems)
-        listing = "\n".join(f"  - {line}" for line in checker.problems)
+        problems = list(checker.problems)
+        count = len(problems)
+        listing = "\n".join(f"  - {line}" for line in problems)
         message = f"flow {flow.name!r} has {count} problem{'s' if count > 1 else ''}:\n{listing}"
-        raise ValidationError(message, problems=checker.problems, flow=flow.name)
+        raise ValidationError(message, problems=problems, flow=flow.name)
     if checker.assumed:
         assumed = ", ".join(f"{key!r} for {who}" for who, key in checker.assumed)
         warnings.warn(
@@ -160,5 +209,5 @@ def validate(flow: Flow, given: Iterable[str] | Mapping[str, Any] = ()) -> Valid
             ValidationWarning,
             stacklevel=3,
         )
-    guaranteed = frozenset.intersection(*(p.keys for p in ends)) if ends else frozenset(given)
+    guaranteed = frozenset(set.intersection(*(p.keys for p in ends))) if ends else frozenset(given)
     return Validation(guaranteed, tuple(checker.undeclared), tuple(checker.assumed))

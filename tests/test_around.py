@@ -207,3 +207,110 @@ def test_a_run_whose_error_was_handled_has_no_failed_step() -> None:
     assert run.succeeded
     assert run.failed_step is None
     assert [(r.name, r.status) for r in run.steps] == [("Catch", "succeeded"), ("divide", "failed")]
+
+
+def test_steps_an_around_service_never_ran_show_as_skipped_in_the_run() -> None:
+    @around
+    def closed(call_next: CallNext) -> dict[str, bool]:
+        return {"skipped": True}
+
+    def done() -> dict[str, bool]:
+        return {"done": True}
+
+    inner = Catch() >> double
+    flow = closed >> divide >> fork_on("mode", {"x": double}) >> inner >> done
+    run = flow.run({"a": 1, "b": 1, "mode": "x"})
+    assert run.succeeded
+    assert run.context == {"a": 1, "b": 1, "mode": "x", "skipped": True}
+    assert [(r.name, r.status) for r in run.steps] == [
+        ("closed", "succeeded"),
+        ("divide", "skipped"),
+        ("fork on mode", "skipped"),
+        ("Catch", "skipped"),
+        ("double", "skipped"),
+        ("done", "skipped"),
+    ]
+    assert [r.keys for r in run.steps][:2] == [("skipped",), ()]
+    assert all(r.duration == 0 for r in run.steps[1:])
+    assert run.set_by("skipped") == "closed"
+
+
+def test_a_decorator_middleware_that_never_calls_app_skips_the_rest_visibly() -> None:
+    class Cached(DecoratorMiddleware):
+        def __call__(self, context: dict[str, Any]) -> dict[str, float]:
+            return {"q": 0.5}
+
+    run = (Cached() >> divide >> double).run({"a": 1, "b": 1})
+    assert run.succeeded
+    assert [(r.name, r.status) for r in run.steps] == [
+        ("Cached", "succeeded"),
+        ("divide", "skipped"),
+        ("double", "skipped"),
+    ]
+
+
+def test_an_around_service_that_calls_the_rest_twice_records_it_twice_with_durations() -> None:
+    @around
+    def twice(call_next: CallNext) -> None:
+        call_next()
+        call_next()
+
+    run = (twice >> divide >> double).run({"a": 1, "b": 1})
+    assert [(r.name, r.status) for r in run.steps] == [
+        ("twice", "succeeded"),
+        ("divide", "succeeded"),
+        ("double", "succeeded"),
+        ("divide", "succeeded"),
+        ("double", "succeeded"),
+    ]
+    wrapper, *inner = run.steps
+    assert wrapper.duration >= sum(r.duration for r in inner) > 0
+    assert run.duration >= wrapper.duration
+
+
+def test_skipped_steps_are_logged_as_such(events: list[dict[str, Any]]) -> None:
+    @around
+    def closed(call_next: CallNext) -> None:
+        return None
+
+    (closed >> divide).run({"a": 1, "b": 1})
+    assert [(e["event"], e.get("step")) for e in events] == [
+        ("run.started", None),
+        ("step.skipped", "divide"),
+        ("step.succeeded", "closed"),
+        ("run.succeeded", None),
+    ]
+
+
+def test_an_async_around_service_that_never_awaits_the_rest_skips_it_visibly() -> None:
+    import asyncio
+
+    class Closed(Around):
+        async def __call__(self, call_next: Any) -> None:
+            return None
+
+    async def slow(a: float) -> dict[str, float]:
+        return {"q": a}
+
+    run = asyncio.run((Closed() >> slow >> double).arun({"a": 1}))
+    assert run.succeeded
+    assert [(r.name, r.status) for r in run.steps] == [
+        ("Closed", "succeeded"),
+        ("slow", "skipped"),
+        ("double", "skipped"),
+    ]
+
+
+def test_records_keep_the_order_steps_started_in_even_when_the_clock_stands_still(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import service_flow._compile
+    import service_flow.flow
+
+    monkeypatch.setattr(service_flow._compile, "now", lambda: 1.0)
+    monkeypatch.setattr(service_flow.flow, "now", lambda: 1.0)
+    outer = Catch()
+    flow = Flow(divide) >> outer >> double >> Catch() >> (lambda q2: {"q3": q2})  # compiled with the still clock
+    run = flow.run({"a": 1, "b": 1})
+    assert [r.name for r in run.steps] == ["divide", "Catch", "double", "Catch", run.steps[-1].name]
+    assert all(r.duration == 0 for r in run.steps)

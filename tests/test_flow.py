@@ -184,7 +184,8 @@ def test_traceback_shows_the_generated_plan_line() -> None:
 
     with pytest.raises(ValueError) as caught:
         (Validate() >> boom)({"order_id": 1})
-    text = "".join(traceback.format_exception(caught.value))
+    error = caught.value
+    text = "".join(traceback.format_exception(type(error), error, error.__traceback__))  # 3.9's signature
     assert "service_flow plan" in text
     assert "r = _s1(a0)" in text
 
@@ -217,3 +218,27 @@ def test_a_composition_error_names_the_flow_being_extended() -> None:
     assert str(caught.value).endswith("[flow 'orders']")
     with pytest.raises(FlowDefinitionError, match=r"has no branches \[flow 'orders'\]"):
         (Inc() >> Validate()).named("orders") < ("k", {})  # noqa: B015
+
+
+def test_a_long_chain_keeps_every_intermediate_flow_as_it_was() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    def bump(n: int) -> dict[str, int]:
+        return {"n": n + 1}
+
+    flows = [Flow(bump)]
+    for _ in range(300):
+        flows.append(flows[-1] >> bump)
+    branch = flows[100] >> (lambda n: {"n": -n})  # a second flow grown from the middle of the chain
+    with ThreadPoolExecutor(4) as pool:  # the nodes are joined when first read, from any thread
+        lengths = list(pool.map(lambda flow: len(flow.nodes), reversed(flows)))
+    assert lengths == list(range(301, 0, -1))
+    assert [flow({"n": 0})["n"] for flow in flows[::50]] == [1, 51, 101, 151, 201, 251, 301]
+    assert branch({"n": 0})["n"] == -101
+    assert flows[100].nodes == flows[300].nodes[:101]
+    assert flows[299] >> bump == flows[300]
+
+
+def test_flow_nodes_must_be_nodes() -> None:
+    with pytest.raises(FlowDefinitionError, match="takes Step, Fork and SubFlow nodes"):
+        Flow(nodes=("not a node",))  # type: ignore[arg-type]

@@ -107,7 +107,7 @@ def test_branch_values_can_be_any_hashable() -> None:
         ("payment", "a fork is written"),
         (("payment",), "a fork is written"),
         (("payment", ["card"]), "a fork is written"),
-        ((1, {"a": charge}), "a fork's key must be a context key"),
+        ((1, {"a": charge}), "a fork's key must be a str"),
         (("payment", {}), "has no branches"),
         (("payment", {"card": 42}), "branch .card. of the fork on .payment. must be a flow, a service or None, got 42"),
         (("payment", {"card": ("x", {})}), "branch 'card' of the fork on 'payment' is a tuple"),

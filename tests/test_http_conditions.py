@@ -1,11 +1,14 @@
 import itertools
 import json
+import math
 import pickle
 import re
 
 import httpx
 import pytest
 import requests
+from jsonpath_ng import JSONPath
+from jsonpath_ng.ext import parse as jsonpath_ng_parse
 
 from service_flow import ConfigurationError, FlowDefinitionError, FlowError
 from service_flow.http._jsonpath import compile_path, find
@@ -300,7 +303,8 @@ def test_a_list_needs_any_of_its_items():
     [
         ({}, "empty condition dict"),
         ([], "empty list"),
-        ({"status": 200}, "unknown condition key"),
+        ({"statuz": 200}, "unknown condition key"),
+        ({"status": 200, "status_code": 200}, "not both"),
         ({"jsonpath": [{"expression": "$.x"}]}, "'expression' and 'value'"),
         ({"status_code": "200"}, "not an HTTP status code"),
         ({"text": 3}, "must be a str"),
@@ -377,3 +381,256 @@ def test_a_condition_subclass_needs_holds():
 )
 def test_plain_paths_walked_directly_agree_with_jsonpath_ng(expression, document):
     assert find(expression, document) == [m.value for m in compile_path(expression).find(document)]
+
+
+# jsonpath-ng before 1.11 (all that Python 3.9 and 3.10 get) answers these differently or
+# raises: the library gives 1.11's answers on every Python, and never changes the document.
+@pytest.mark.parametrize(
+    ("expression", "document", "expected"),
+    [
+        ("$.a[0]", {"a": {"b": 1}}, []),  # KeyError on jsonpath-ng 1.8
+        ("$.a[0]", {"a": {"0": "z"}}, []),
+        ("$.a[0]", {"a": 5}, []),  # TypeError
+        ("$.a[0]", {"a": "text"}, []),  # 't'
+        ("$.a[-1]", {"a": [1, {"b": 4}]}, [{"b": 4}]),
+        ("$.a[0:1]", {"a": "text"}, []),
+        ("$.a[1:]", {"a": [1, [2, 3]]}, [[2, 3]]),
+        ("$.a[*]", {"a": {"x": 1, "y": [2]}}, [1, [2]]),  # [the dict itself]
+        ("$.a[*]", {"a": "text"}, []),
+        ("$.a[*].b", {"a": {"b": 1}}, []),
+        ("$.a[*][0]", {"a": [1, [2, 3], {"b": 4}]}, [2]),
+        ("$[*].a", [{"a": 1}, "s"], [1]),
+        ("$.a[?(@.b == 4)]", {"a": {"x": {"b": 4}, "y": {"b": 5}}}, [{"b": 4}]),
+        ("$.a[?(@.b == 4)]", {"a": [{"b": 4}, {"b": 5}]}, [{"b": 4}]),
+        ("$.a[?(@.t[0] == 1)]", {"a": [{"t": {"k": 1}}, {"t": [1]}]}, [{"t": [1]}]),
+        ("$..b[0]", {"b": {"c": 1}, "d": {"b": [7]}}, [7]),
+    ],
+)
+def test_indexes_slices_and_filters_select_the_same_on_every_jsonpath_ng(expression, document, expected):
+    before = json.loads(json.dumps(document))
+    assert find(expression, document) == expected
+    assert document == before  # jsonpath-ng 1.8's filter writes a dict's values into it
+
+
+def test_a_filter_over_a_dict_leaves_the_body_other_conditions_read():
+    body = httpx.Response(200, json={"jobs": {"a": {"state": "done"}, "b": {"state": "queued"}}})
+    done = JsonPath('$.jobs[?(@.state == "done")]').exists()
+    assert done(body)
+    assert (JsonPath("$.jobs.a.state") == "done")(body)
+    assert (Json({"jobs": {"a": {"state": "done"}, "b": {"state": "queued"}}}))(body)
+
+
+def test_a_precompiled_expression_selects_the_same_and_is_left_as_it_was():
+    expression = jsonpath_ng_parse("$.a[?(@.b == 4)]")
+    document = {"a": {"x": {"b": 4}}}
+    assert find(expression, document) == [{"b": 4}]
+    assert document == {"a": {"x": {"b": 4}}}
+    assert repr(expression) == repr(jsonpath_ng_parse("$.a[?(@.b == 4)]"))
+    assert find(jsonpath_ng_parse("$.a[0]"), {"a": {"b": 1}}) == []
+
+
+# --- one dict form, httsleep's jsonpath rule -------------------------------------------
+
+
+def test_the_dict_form_spells_status_both_ways_and_takes_headers_and_a_path_mapping(respond):
+    response = respond(json_body={"state": "done", "ids": [1, 2]}, headers={"X-State": "done"})
+    ours = as_condition({"status": 200, "jsonpath": {"$.state": "done"}, "headers": {"X-State": "done"}})
+    httsleeps = as_condition({"status_code": 200, "jsonpath": [{"expression": "$.state", "value": "done"}]})
+    assert ours(response)
+    assert httsleeps(response)
+    assert repr(httsleeps) == "Status(200) & (JsonPath('$.state').selects('done'))"
+    assert not as_condition({"status": [201, 202]})(response)
+    assert not as_condition({"headers": {"X-State": "running"}})(response)
+    assert not as_condition({"headers": {"X-Missing": None}})(response)
+    assert as_condition({"headers": {"x-state": None}})(response)  # None: present, any value
+
+
+@pytest.mark.parametrize(
+    ("body", "path", "expected", "holds"),
+    [
+        ({"ids": [1, 2]}, "$.ids[*]", [1, 2], True),  # several matches: their list
+        ({"ids": [1, 2]}, "$.ids[*]", 1, False),
+        ({"ids": [1]}, "$.ids[*]", 1, True),  # one match: its value
+        ({"ids": [1]}, "$.ids[*]", [1], False),
+        ({"ids": [1]}, "$.ids", [1], True),  # one match that is a list
+        ({"ids": []}, "$.ids[*]", [], False),  # nothing selected never holds
+        ({"jobs": [{"s": "done"}, {"s": "done"}]}, "$.jobs[*].s", "done", False),
+        ({"jobs": [{"s": "done"}, {"s": "done"}]}, "$.jobs[*].s", ["done", "done"], True),
+        ({"n": 1}, "$.n", True, False),  # JSON values: 1 is not true
+    ],
+)
+def test_the_dict_forms_jsonpath_compares_one_match_or_the_list_of_matches(respond, body, path, expected, holds):
+    response = respond(json_body=body)
+    for spec in (
+        {"jsonpath": {path: expected}},
+        {"jsonpath": [{"expression": path, "value": expected}]},
+        JsonPath(path).selects(expected),
+    ):
+        assert as_condition(spec)(response) is holds, spec
+
+
+def test_comparisons_need_every_match_where_the_dict_form_compares_the_list(respond):
+    response = respond(json_body={"jobs": [{"s": "done"}, {"s": "done"}]})
+    assert (JsonPath("$.jobs[*].s") == "done")(response)
+    assert not as_condition({"jsonpath": {"$.jobs[*].s": "done"}})(response)
+
+
+def test_orderings_compare_numbers_with_numbers_and_strings_with_strings(respond):
+    response = respond(json_body={"n": 5, "flag": True, "s": "b", "none": None})
+    assert (JsonPath("$.n") > 1)(response)
+    assert not (JsonPath("$.flag") > 0)(response)  # a boolean is not a number
+    assert (JsonPath("$.s") > "a")(response)
+    assert not (JsonPath("$.s") > 1)(response)
+    assert not (JsonPath("$.none") < 1)(response)
+
+
+@pytest.mark.parametrize(
+    ("build", "message"),
+    [
+        (lambda: JsonPath("$.n") > math.nan, "finite number or a str"),  # noqa: PLW0177 - the point
+        (lambda: JsonPath("$.n") < float("inf"), "finite number or a str"),
+        (lambda: JsonPath("$.n") >= None, "finite number or a str"),
+        (lambda: JsonPath("$.n") <= True, "finite number or a str"),
+        (lambda: JsonPath("$.n") == math.nan, "NaN equals nothing"),  # noqa: PLW0177 - the point
+        (lambda: JsonPath("$.n") == {1, 2}, "set is not a JSON value"),
+        (lambda: Json({"a": object()}), "object is not a JSON value"),
+        (lambda: Json({1: "a"}), "keys are strings"),
+        (lambda: JsonPath("$.n").selects(math.nan), "NaN"),
+        (lambda: Header("X-A", 3), "must be a str"),
+        (lambda: as_condition({"jsonpath": "$.x"}), "'jsonpath' takes"),
+        (lambda: as_condition({"headers": ["X-A"]}), "'headers' takes"),
+        (lambda: as_condition({"jsonpath": {}}), "no parts"),
+    ],
+)
+def test_expected_values_that_can_never_match_are_refused_when_built(build, message):
+    with pytest.raises(ConfigurationError, match=message):
+        build()
+
+
+# --- sensitive expectations are masked -------------------------------------------------
+
+
+def test_expected_values_of_sensitive_headers_and_fields_are_masked_in_descriptions():
+    described = " ".join(
+        repr(condition)
+        for condition in (
+            Header("X-Api-Key", "k-s3cret"),
+            Header("Authorization", "Bearer t-s3cret"),
+            as_condition({"headers": {"Cookie": "session=s3cret"}}),
+            JsonPath("$.auth.access_token") == "s3cret",
+            JsonPath("$.password").selects("s3cret"),
+            Json({"user": "ada", "password": "s3cret"}),
+            ~Header("X-Auth-Token", "s3cret"),
+        )
+    )
+    assert "s3cret" not in described
+    assert described.count("***") == 7
+    assert repr(Header("X-State", "done")) == "Header('X-State', 'done')"  # the rest stays readable
+    assert "ada" in described
+
+
+# --- precompiled jsonpath-ng expressions -----------------------------------------------
+
+
+def test_precompiled_jsonpath_ng_expressions_are_accepted_like_strings(respond):
+    from jsonpath_ng import parse as plain_parse
+
+    ext_parse = jsonpath_ng_parse
+    response = respond(json_body={"jobs": [{"id": 1, "state": "done"}, {"id": 2, "state": "done"}], "count": 2})
+    compiled = ext_parse("$.jobs[?(@.state == 'done')].id")
+    assert (JsonPath(compiled) == 1)(response) is False
+    assert JsonPath(compiled).selects([1, 2])(response)
+    assert JsonPath(plain_parse("$.jobs[*].state")).matches(lambda s: s == "done")(response)
+    assert as_condition({"jsonpath": [{"expression": compiled, "value": [1, 2]}]})(response)
+    assert as_condition({"jsonpath": {plain_parse("$.count"): 2}})(response)
+    shown = repr(JsonPath(plain_parse("$.jobs[0].id")).exists())  # as jsonpath-ng writes it
+    assert shown.startswith("JsonPath('")
+    assert "$.jobs" in shown
+    assert "[0]" in shown
+    copy = pickle.loads(pickle.dumps(JsonPath(compiled).selects([1, 2])))
+    assert copy(response)
+    with pytest.raises(ConfigurationError, match="jsonpath-ng expression"):
+        JsonPath(42)
+
+
+# --- hostile bodies --------------------------------------------------------------------
+
+
+def _nested(depth, leaf=1):
+    document = leaf
+    for _ in range(depth):
+        document = {"a": document}
+    return document
+
+
+JSON_CONDITIONS = (
+    Json([]),
+    JsonPath("$").exists(),
+    JsonPath("$.a") == 1,
+    JsonPath("$..a").exists(),
+    as_condition({"jsonpath": {"$.a": 1}}),
+)
+
+
+DEEP_BODIES = [b"[" * 100_000, b"[" * 100_000 + b"]" * 100_000, b'{"a":' * 100_000 + b"1" + b"}" * 100_000]
+
+
+@pytest.mark.parametrize("body", DEEP_BODIES, ids=["unclosed", "array", "object"])
+def test_a_body_nested_too_deeply_to_parse_is_not_json(respond, body):
+    response = respond(body=body, headers={"Content-Type": "application/json"})
+    seen = Observed(response)
+    for condition in JSON_CONDITIONS:
+        assert not condition(seen), condition
+        assert "nested too deeply" in condition.why_not(seen)
+    assert (~Json([]))(seen)
+    assert Status(200)(seen)
+
+
+def test_a_deep_body_that_parses_is_searched_without_recursion_errors(respond):
+    response = respond(json_body=_nested(600))
+    seen = Observed(response)
+    assert seen.is_json
+    try:  # newer jsonpath-ng walks descendants with a loop; older ones recurse: no match then
+        searchable = len(jsonpath_ng_parse("$..a").find(seen.json)) == 600
+    except RecursionError:
+        searchable = False
+    assert JsonPath("$..a").exists()(seen) is searchable
+    assert JsonPath("$..*").matches(lambda _: True)(seen) is searchable
+    assert (JsonPath("$" + ".a" * 600) == 1)(seen)  # plain paths are walked, not recursed
+
+
+class Raising(JSONPath):
+    """A jsonpath-ng expression that fails on whatever document it is given."""
+
+    def __init__(self, error):
+        self.error = error
+
+    def find(self, datum):
+        raise self.error
+
+    def __str__(self):
+        return "$.raising"
+
+
+@pytest.mark.parametrize("error", [RecursionError("deep"), TypeError("'<' not supported"), KeyError("x")])
+def test_any_error_of_jsonpath_ng_on_the_body_is_no_match(error):
+    response = httpx.Response(200, json={"a": 1})
+    condition = JsonPath(Raising(error)).exists()
+    assert not condition(response)
+    reason = condition.why_not(Observed(response))
+    assert "'$.raising' could not be evaluated on the body" in reason
+    assert type(error).__name__ in reason
+    assert (~condition)(response)
+
+
+def test_a_sort_over_mixed_types_is_no_match_not_a_type_error(respond):
+    response = respond(json_body={"items": [{"n": 2}, {"n": "x"}, {"n": 1}]})
+    assert not JsonPath("$.items[/n]").exists()(response)
+    assert not (JsonPath("$.items[\\n].n") == 1)(response)
+    expression = "$.items[?(@.n > 1)].n"
+    try:  # newer jsonpath-ng compares only like types; older ones raise TypeError: no match then
+        found = [m.value for m in jsonpath_ng_parse(expression).find(response.json())]
+    except TypeError:
+        found = []
+    assert (JsonPath(expression) == 2)(response) is (found == [2])
+    assert not (JsonPath(expression) == "x")(response)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import re
 import socket
 
 import pytest
@@ -80,7 +81,7 @@ def test_alarm_is_raised_with_the_condition_and_the_response(httpserver, api):
         poll({})
     error = caught.value
     assert error.attempts == 2
-    assert error.condition == repr(Status(500) | failed)
+    assert error.condition == repr(failed)  # the alarm that held, not the whole list
     assert error.response.status_code == 200
     assert "FAILED" in error.response.excerpt
     assert "alarm" in str(error)
@@ -360,3 +361,178 @@ def test_poll_takes_a_request():
         Poll(lambda: None, until=DONE, timeout=1)
     with pytest.raises(ConfigurationError, match="malformed JSONPath"):
         Poll(Request.get("http://127.0.0.1:1/x"), until=JsonPath("$.x[") == 1, timeout=1)
+
+
+# --- the alarm that held, one language with checks ---------------------------------------
+
+
+@pytest.mark.parametrize("combine", [list, lambda conditions: conditions[0] | conditions[1] | conditions[2]])
+def test_alarm_condition_is_the_alarm_that_held(httpserver, api, combine):
+    serve(httpserver, Job(pending=0, final="FAILED", status=200))
+    failed = JsonPath("$.status") == "FAILED"
+    alarms = combine([Status(500), failed, JsonPath("$.result") == 42])
+    with pytest.raises(Alarm) as caught:
+        Poll(api.get("/jobs/7"), until=DONE, alarm=alarms, max_attempts=2, clock=FakeClock())({})
+    assert caught.value.condition == repr(failed)  # the first that held, not the list
+    assert f"alarm {failed!r} held on poll 1" in str(caught.value)
+
+
+def test_a_single_alarm_condition_is_reported_whole(httpserver, api):
+    serve(httpserver, Job(pending=0, final="FAILED"))
+    alarm = Status(200) & (JsonPath("$.status") == "FAILED")
+    with pytest.raises(Alarm) as caught:
+        Poll(api.get("/jobs/7"), until=DONE, alarm=alarm, max_attempts=2)({})
+    assert caught.value.condition == repr(alarm)
+
+
+def test_poll_takes_the_dict_form_checks_take(httpserver, api):
+    serve(httpserver, Job(pending=1))
+    until = {"status": 200, "jsonpath": {"$.status": "SUCCESS"}}
+    poll = Poll(api.get("/jobs/7").capture("result", "$.result"), until=until, max_attempts=3, interval=0)
+    assert poll({}) == {"result": 42}
+
+
+HOSTILE = {
+    "/deep": WResponse(b"[" * 100_000, content_type="application/json"),
+    "/mixed": WResponse(json.dumps({"items": [{"n": 2}, {"n": "x"}]}), content_type="application/json"),
+}
+
+
+@pytest.mark.parametrize("path", sorted(HOSTILE))
+def test_a_hostile_body_is_not_yet_for_a_poll(httpserver, api, path):
+    httpserver.expect_request(path).respond_with_response(HOSTILE[path])
+    until = JsonPath("$..n").exists() & JsonPath("$.items[/n]").exists()
+    poll = Poll(api.get(path), until=until, alarm=JsonPath("$.items[/n]") == 1, max_attempts=2, interval=0)
+    with pytest.raises(PollTimeout, match="no success after 2 polls"):
+        poll({})
+
+
+SAME_VERDICT_BODIES = [
+    {"state": "done", "jobs": [{"s": "done"}, {"s": "done"}], "n": 3},
+    {"state": "running", "jobs": [{"s": "done"}, {"s": "failed"}], "n": "3"},
+    {"state": "done", "jobs": [{"s": "done"}], "n": None},
+]
+# Each condition with its verdict on each body above, the same in a check and in a poll.
+SAME_VERDICT_CONDITIONS = [
+    (Status(200), [True, True, True]),
+    (Status(201, 202), [False, False, False]),
+    (JsonPath("$.jobs[*].s") == "done", [True, False, True]),  # every match
+    (JsonPath("$.n") > 2, [True, False, False]),  # "3" is not a number
+    (JsonPath("$.missing").exists(), [False, False, False]),
+    (~(JsonPath("$.state") == "running"), [True, False, True]),
+    (
+        {"status_code": 200, "jsonpath": [{"expression": "$.jobs[*].s", "value": ["done", "done"]}]},
+        [True, False, False],
+    ),
+    ({"status": 200, "jsonpath": {"$.jobs[*].s": "done"}}, [False, False, True]),  # one match: its value
+    ({"jsonpath": {"$.jobs[*].s": ["done"]}}, [False, False, False]),
+    ({"headers": {"X-Kind": "job"}, "json": SAME_VERDICT_BODIES[2]}, [False, False, True]),
+    ([Status(500), JsonPath("$.state") == "done"], [True, False, True]),  # a list: any
+    (lambda response: response.json()["state"] == "done", [True, False, True]),
+]
+
+
+@pytest.mark.parametrize("body", range(len(SAME_VERDICT_BODIES)), ids=["done", "running", "one-job"])
+@pytest.mark.parametrize(
+    ("condition", "verdicts"),
+    SAME_VERDICT_CONDITIONS,
+    ids=[f"{i}-{type(c).__name__}" for i, (c, _) in enumerate(SAME_VERDICT_CONDITIONS)],
+)
+def test_a_condition_gives_the_same_verdict_in_check_and_in_poll(httpserver, api, condition, verdicts, body):
+    httpserver.expect_request("/jobs/7").respond_with_json(SAME_VERDICT_BODIES[body], headers={"X-Kind": "job"})
+    try:
+        api.get("/jobs/7").check(condition)({})
+        checked = True
+    except CheckFailed:
+        checked = False
+    try:
+        Poll(api.get("/jobs/7"), until=condition, max_attempts=1)({})
+        polled = True
+    except PollTimeout:
+        polled = False
+    assert checked is polled is verdicts[body]
+
+
+# --- options checked at construction ---------------------------------------------------
+
+BAD_NUMBERS = [float("nan"), float("inf"), float("-inf"), "1", True, -1, None, [1]]
+NUMERIC_OPTIONS = ["interval", "backoff", "max_interval", "jitter", "timeout", "max_attempts"]
+OPTIONAL = {"max_interval", "timeout", "max_attempts"}  # None: no cap, no deadline, no count
+
+
+@pytest.mark.parametrize("poll_class", ["Poll", "AsyncPoll"])
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [(o, v) for o in NUMERIC_OPTIONS for v in BAD_NUMBERS if not (v is None and o in OPTIONAL)],
+    ids=repr,
+)
+def test_every_numeric_option_refuses_what_is_not_a_usable_number(httpserver, poll_class, option, value):
+    from service_flow.http.aio import AsyncClient, AsyncPoll
+
+    client = Client(httpserver.url_for("")) if poll_class == "Poll" else AsyncClient(httpserver.url_for(""))
+    kind = Poll if poll_class == "Poll" else AsyncPoll
+    options = {"max_attempts": 3, "timeout": 5, option: value}
+    with pytest.raises(ConfigurationError) as caught:
+        kind(client.get("/jobs/7"), until=DONE, **options)
+    assert f"{option} must be" in str(caught.value)
+    assert "poll GET /jobs/7" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"backoff": 0.99}, "backoff must be a finite number, at least 1"),
+        ({"jitter": 1.01}, "jitter must be a finite number, between 0 and 1"),
+        ({"timeout": 0}, "timeout must be a finite number, more than 0"),
+        ({"max_attempts": 2.0}, "max_attempts must be a whole number"),
+        ({"max_attempts": "3", "timeout": None}, "max_attempts must be a whole number"),
+    ],
+)
+def test_numeric_bounds_are_named(api, options, message):
+    with pytest.raises(ConfigurationError, match=message):
+        Poll(api.get("/jobs/7"), until=DONE, **{"timeout": 5, **options})
+
+
+def test_usable_numbers_of_any_real_type_are_taken(httpserver, api):
+    from fractions import Fraction
+
+    serve(httpserver, Job(pending=2))
+    clock = FakeClock()
+    poll = Poll(
+        api.get("/jobs/7"),
+        until=DONE,
+        interval=Fraction(1, 2),
+        backoff=2,
+        max_interval=None,
+        jitter=0,
+        timeout=None,
+        max_attempts=5,
+        clock=clock,
+    )
+    assert poll({}) == {}
+    assert clock.sleeps == [0.5, 1.0]
+
+
+@pytest.mark.parametrize("path", sorted(HOSTILE))
+def test_async_checks_captures_and_polls_on_hostile_bodies_name_the_path(httpserver, path):
+    import asyncio
+
+    from service_flow.http import CaptureFailed
+    from service_flow.http.aio import AsyncClient, AsyncPoll
+
+    httpserver.expect_request(path).respond_with_response(HOSTILE[path])
+    expression = "$.a" if path == "/deep" else "$.items[/n]"
+
+    async def main():
+        client = AsyncClient(httpserver.url_for(""))
+        try:
+            with pytest.raises(CaptureFailed, match=re.escape(repr(expression))):
+                await client.get(path).capture("x", expression)({})
+            with pytest.raises(CheckFailed, match=re.escape(repr(expression))):
+                await client.get(path).check(JsonPath(expression).exists())({})
+            with pytest.raises(PollTimeout):
+                await AsyncPoll(client.get(path), until=JsonPath(expression).exists(), max_attempts=2, interval=0)({})
+        finally:
+            await client.aclose()
+
+    asyncio.run(main())

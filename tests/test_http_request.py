@@ -162,7 +162,8 @@ def test_a_failed_check_says_which_with_status_and_body_excerpt(httpserver: HTTP
     with pytest.raises(CheckFailed) as caught:
         step({})
     error = caught.value
-    assert error.check == "JSON path '$.state' == expected value"
+    assert error.check == "JsonPath('$.state').selects('done')"
+    assert "'$.state' selected a string, not the expected value" in str(error)
     assert error.status == 200
     message = str(error)
     assert "GET http://" in message
@@ -214,7 +215,7 @@ def test_checks_take_functions_and_the_polling_conditions(httpserver: HTTPServer
     def never(response: object) -> bool:
         return False
 
-    with pytest.raises(CheckFailed, match=r"check never\(response\) failed"):
+    with pytest.raises(CheckFailed, match=r"check Callback\(never\) failed: it returned a false value"):
         api.get("/x").check(is_done).check(never)({})
 
 
@@ -306,3 +307,172 @@ def test_capture_objects_in_the_constructor(httpserver: HTTPServer, api: Client)
         },
     )
     assert step({}) == {"a": [1, 2], "total": "2", "n": 2}
+
+
+# --- checks are conditions -------------------------------------------------------------
+
+
+def test_check_takes_every_form_a_poll_condition_takes(httpserver: HTTPServer, api: Client) -> None:
+    httpserver.expect_request("/x").respond_with_json({"state": "done", "n": 3}, headers={"X-State": "done"})
+    passing = [
+        Status(200) & (JsonPath("$.state") == "done"),
+        lambda response: response.status_code == 200,
+        {"status_code": 200, "jsonpath": [{"expression": "$.state", "value": "done"}]},
+        {"status": 200, "jsonpath": {"$.n": 3}, "headers": {"X-State": "done"}},
+        [Status(500), JsonPath("$.n") > 2],  # a list: any of them, as in Poll
+        {"json": {"state": "done", "n": 3}},
+        {"callback": lambda response: "done" in response.text},
+    ]
+    for condition in passing:
+        assert api.get("/x").check(condition)({}) == {}, condition
+        assert Request("GET", "/x", client=api, check=condition)({}) == {}, condition
+    for condition in ([Status(500), Status(404)], {"status": 201}, ~Status(200), {"headers": {"X-State": "no"}}):
+        with pytest.raises(CheckFailed):
+            api.get("/x").check(condition)({})
+
+
+def test_check_keywords_are_the_dict_forms_keys(httpserver: HTTPServer, api: Client) -> None:
+    httpserver.expect_request("/x").respond_with_json(
+        {"jobs": [{"s": "done"}, {"s": "done"}]}, headers={"X-State": "done"}
+    )
+    assert api.get("/x").check(status=200, headers={"X-State": "done"})({}) == {}
+    assert api.get("/x").check(status=[200, 204], json={"jobs": [{"s": "done"}, {"s": "done"}]})({}) == {}
+    httpserver.expect_request("/t").respond_with_data("ready")
+    assert api.get("/t").check(text="ready")({}) == {}
+    with pytest.raises(CheckFailed, match="the body differs"):
+        api.get("/t").check(text="read")({})
+    # httsleep's rule for the dict form: several matches compare as their list...
+    assert api.get("/x").check(jsonpath={"$.jobs[*].s": ["done", "done"]})({}) == {}
+    with pytest.raises(CheckFailed, match=r"selected 2 values, not the expected value"):
+        api.get("/x").check(jsonpath={"$.jobs[*].s": "done"})({})
+    # ...where a comparison needs every match to pass.
+    assert api.get("/x").check(JsonPath("$.jobs[*].s") == "done")({}) == {}
+
+
+def test_a_failed_part_is_named_and_a_custom_message_is_said(httpserver: HTTPServer, api: Client) -> None:
+    httpserver.expect_request("/x").respond_with_json({"state": "running"})
+    step = api.get("/x").check(Status(200) & (JsonPath("$.state") == "done"), message="the job is not finished")
+    with pytest.raises(CheckFailed) as caught:
+        step({})
+    assert caught.value.check == "JsonPath('$.state') == 'done'"  # the part that failed
+    assert "the job is not finished (check JsonPath('$.state') == 'done' failed: " in str(caught.value)
+    assert "'$.state' selected a string that does not pass" in str(caught.value)
+    with pytest.raises(CheckFailed, match="got 200"):
+        api.get("/x").check(status=201)({})
+    with pytest.raises(CheckFailed, match="matched nothing"):
+        api.get("/x").check(JsonPath("$.missing").exists())({})
+
+
+def test_sensitive_header_expectations_are_masked_in_check_failures(httpserver: HTTPServer, api: Client) -> None:
+    httpserver.expect_request("/x").respond_with_json({}, headers={"X-Api-Key": "other"})
+    with pytest.raises(CheckFailed) as caught:
+        api.get("/x").check(headers={"X-Api-Key": "k-s3cret"})({})
+    assert "s3cret" not in str(caught.value)
+    assert "s3cret" not in caught.value.check
+    assert caught.value.check == "Header('X-Api-Key', ***)"
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda step: step.check(), "needs a condition"),
+        (lambda step: step.check(Status(200), message=""), "message"),
+        (lambda step: step.check(Status(200), message=3), "message"),
+        (lambda step: step.check({"status": 200, "status_code": 200}), "not both"),
+        (lambda step: step.check(42), "not a condition"),
+        (lambda step: step.check(jsonpath={"$.x[": 1}), "malformed"),
+    ],
+)
+def test_bad_checks_are_refused_naming_the_request(api: Client, call: object, message: str) -> None:
+    with pytest.raises(ConfigurationError, match=message) as caught:
+        call(api.get("/x"))  # type: ignore[operator]
+    assert "Request 'GET /x'" in str(caught.value)
+
+
+def test_checks_with_messages_pickle(httpserver: HTTPServer, api: Client) -> None:
+    httpserver.expect_request("/x").respond_with_json({"state": "running"})
+    step = pickle.loads(pickle.dumps(api.get("/x").check(JsonPath("$.state") == "done", message="not yet")))
+    with pytest.raises(CheckFailed, match="not yet"):
+        step({})
+    step.client.teardown()
+
+
+# --- precompiled paths, hostile bodies -------------------------------------------------
+
+
+def test_precompiled_jsonpath_ng_expressions_in_captures_and_checks(httpserver: HTTPServer, api: Client) -> None:
+    from jsonpath_ng.ext import parse
+
+    httpserver.expect_request("/x").respond_with_json({"items": [{"id": 1, "ok": True}, {"id": 2, "ok": False}]})
+    ids, good = parse("$.items[*].id"), parse("$.items[?(@.ok == true)].id")
+    step = (
+        api.get("/x")
+        .capture("ids", ids, all=True)
+        .capture("good", good)
+        .capture("first", Capture.json(ids))
+        .check(jsonpath={ids: [1, 2]})
+        .check(JsonPath(good) == 1)
+    )
+    assert step({}) == {"ids": [1, 2], "good": 1, "first": 1}
+    assert pickle.loads(pickle.dumps(step))({}) == {"ids": [1, 2], "good": 1, "first": 1}
+    plain = Request(
+        "GET", "/x", client=api, capture={"good": good}, check={"jsonpath": [{"expression": ids, "value": [1, 2]}]}
+    )
+    assert plain({}) == {"good": 1}
+    with pytest.raises(ConfigurationError, match="JSON path"):
+        Capture.json(42)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"[" * 100_000, b"[" * 100_000 + b"]" * 100_000],
+    ids=["unclosed", "valid"],
+)
+def test_a_body_nested_too_deeply_is_not_json_for_captures_and_checks(
+    httpserver: HTTPServer, api: Client, body: bytes
+) -> None:
+    httpserver.expect_request("/deep").respond_with_data(body, content_type="application/json")
+    with pytest.raises(CaptureFailed, match=r"capture 'x' \(JSON path '\$\.a'\): the body is not JSON") as caught:
+        api.get("/deep").capture("x", "$.a")({})
+    assert caught.value.key == "x"
+    assert len(str(caught.value)) < 600  # the excerpt is bounded
+    assert api.get("/deep").capture("x", "$.a", default=None)({}) == {"x": None}
+    with pytest.raises(CheckFailed, match="not JSON"):
+        api.get("/deep").check(json=[])({})
+    with pytest.raises(CheckFailed, match="not JSON"):
+        api.get("/deep").check(JsonPath("$..a").exists())({})
+    assert api.get("/deep").check(status=200)({}) == {}
+
+
+def test_a_deep_body_that_parses_is_captured_from(httpserver: HTTPServer, api: Client) -> None:
+    from jsonpath_ng.ext import parse
+
+    document: object = "leaf"
+    for _ in range(600):
+        document = {"a": document}
+    httpserver.expect_request("/deep").respond_with_json(document)
+    assert api.get("/deep").capture("leaf", "$" + ".a" * 600)({}) == {"leaf": "leaf"}
+    step = api.get("/deep").capture("all", "$..a", all=True)
+    try:  # newer jsonpath-ng walks descendants with a loop; older ones recurse
+        parse("$..a").find(document)
+    except RecursionError:
+        with pytest.raises(CaptureFailed, match=r"'\$\.\.a'.*RecursionError"):
+            step({})
+    else:
+        assert len(step({})["all"]) == 600
+
+
+def test_a_path_that_cannot_be_evaluated_on_the_body_names_the_path(httpserver: HTTPServer, api: Client) -> None:
+    httpserver.expect_request("/x").respond_with_json({"items": [{"n": 2, "id": 1}, {"n": "x", "id": 2}]})
+    for step in (
+        api.get("/x").capture("first", "$.items[/n].id"),
+        api.get("/x").capture("first", "$.items[/n].id", default=None),  # not "found nothing": it failed
+    ):
+        with pytest.raises(CaptureFailed) as caught:
+            step({})
+        assert "'$.items[/n].id'" in str(caught.value)
+        assert "TypeError" in str(caught.value)
+        assert caught.value.key == "first"
+    with pytest.raises(CheckFailed) as failed:
+        api.get("/x").check(JsonPath("$.items[/n]").exists())({})
+    assert "'$.items[/n]' could not be evaluated on the body" in str(failed.value)

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import structlog
 
-from service_flow import Flow, MissingContextKey, Retry, RunStatus, Service, StopFlow
+from service_flow import Flow, MissingContextKey, Retry, RunStatus, Service, StopFlow, service
 
 
 class AddTax(Service):
@@ -228,3 +228,79 @@ def test_internal_lookups_do_not_show_in_the_traceback_of_a_missing_key() -> Non
         orders({"order_id": 1})
     assert caught.value.__suppress_context__
     assert caught.value.__cause__ is None
+
+
+# -- what a run pays for logging -------------------------------------------------------
+
+
+class _CountingProxy:
+    """Stands in for the library's structlog proxy, counting the loggers built."""
+
+    def __init__(self, proxy: Any) -> None:
+        self.proxy = proxy
+        self.binds = 0
+
+    def bind(self, **values: Any) -> Any:
+        self.binds += 1
+        return self.proxy.bind(**values)
+
+
+@pytest.fixture
+def proxy(monkeypatch: pytest.MonkeyPatch) -> _CountingProxy:
+    from service_flow import _log
+
+    counting = _CountingProxy(structlog.get_logger(_log.LOGGER_NAME))
+    monkeypatch.setattr(_log, "PROXY", counting)
+    monkeypatch.setattr(_log, "quiet_class", None)
+    return counting
+
+
+def test_an_unconfigured_structlog_costs_a_run_no_logger(proxy: _CountingProxy) -> None:
+    for _ in range(5):
+        assert orders.run({"order_id": 1, "subtotal": 2.0}).succeeded
+    assert proxy.binds == 0
+
+
+@pytest.mark.parametrize("cache", [False, True], ids=["not cached", "cached"])
+def test_a_configuration_filtering_debug_out_builds_a_logger_once_at_most(proxy: _CountingProxy, cache: bool) -> None:
+    structlog.configure(
+        wrapper_class=structlog.make_filtering_bound_logger(logging.INFO), cache_logger_on_first_use=cache
+    )
+    for _ in range(5):
+        run = orders.run({"order_id": 1, "subtotal": 2.0})
+    assert proxy.binds <= 1
+    assert [(r.name, r.status) for r in run.steps] == [("validate", "succeeded"), ("AddTax", "succeeded")]
+
+
+def test_configuring_debug_on_after_runs_without_it_traces_the_next_run(events: list[dict[str, Any]]) -> None:
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.INFO))
+    orders.run({"order_id": 1, "subtotal": 2.0})
+    assert events == []
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG))
+    orders.run({"order_id": 1, "subtotal": 2.0})
+    assert [e["event"] for e in events] == ["run.started", "step.succeeded", "step.succeeded", "run.succeeded"]
+
+
+def test_a_stdlib_logger_whose_level_changes_is_asked_each_run(caplog: pytest.LogCaptureFixture) -> None:
+    structlog.configure(
+        wrapper_class=structlog.stdlib.BoundLogger,
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        processors=[structlog.stdlib.render_to_log_kwargs],
+    )
+    with caplog.at_level(logging.INFO, logger="service_flow"):
+        orders.run({"order_id": 1, "subtotal": 2.0})
+    assert [r.getMessage() for r in caplog.records] == []
+    with caplog.at_level(logging.DEBUG, logger="service_flow"):
+        orders.run({"order_id": 1, "subtotal": 2.0})
+    assert caplog.records[0].getMessage() == "run.started"
+
+
+def test_records_of_a_long_run_stay_right() -> None:
+    steps = [service(lambda n: {"n": n + 1}, name=f"step{i}") for i in range(5000)]
+    run = Flow(*steps).run({"n": 0})
+    assert run.context["n"] == 5000
+    assert len(run.steps) == 5000
+    assert [r.position for r in run.steps] == list(range(5000))
+    assert all(r.status is RunStatus.SUCCEEDED and r.keys == ("n",) and r.duration >= 0 for r in run.steps)
+    assert sum(r.duration for r in run.steps) <= run.duration
+    assert run.set_by("n") == "step4999"

@@ -220,3 +220,49 @@ def test_a_request_service_requires_its_url_placeholders() -> None:
         "GET /users/{user_id} needs 'user_id', which is neither given nor provided by an earlier step",
     )
     flow.validate(given=["user_id"])  # 'user' is captured by the first request
+
+
+def test_strict_validation_makes_every_undeclared_step_an_error() -> None:
+    def load(order_id: int) -> dict[str, float]:  # declares nothing
+        raise AssertionError("validation ran a service")
+
+    flow = Flow(load) >> add_tax >> Never()
+    with pytest.warns(ValidationWarning):
+        assert flow.validate(given={"order_id"}).unchecked == ("load", "Never")
+    with pytest.raises(ValidationError) as caught:
+        flow.validate(given={"order_id"}, strict=True)
+    assert caught.value.problems == (
+        "load does not declare `provides` (strict validation trusts no step)",
+        "add_tax needs 'subtotal', which is neither given nor provided by an earlier step",
+        "Never does not declare `provides` (strict validation trusts no step)",
+    )
+
+
+def test_strict_validation_passes_a_flow_that_declares_everything() -> None:
+    result = checkout.validate(given={"subtotal", "payment", "card", "address"}, strict=True)
+    assert result.unchecked == ()
+    with pytest.raises(TypeError, match="strict"):
+        checkout.validate(given={"subtotal"}, strict="yes")  # type: ignore[arg-type]
+
+
+def test_keys_a_branch_provides_never_leak_into_its_siblings_or_the_flow_before() -> None:
+    @service(provides=("a",))
+    def make_a() -> None:
+        return None
+
+    @service(provides=("b",))
+    def make_b() -> None:
+        return None
+
+    @service(provides=())
+    def needs_a(a: int) -> None:
+        return None
+
+    long_line = Flow(*(service(lambda: None, name=f"s{n}", provides=(f"k{n}",)) for n in range(50)))
+    flow = (long_line < ("kind", {"x": make_a, "y": Flow(make_b) >> make_a, "z": make_b})) >> needs_a
+    with pytest.raises(ValidationError) as caught:
+        flow.validate(given={"kind"})
+    assert caught.value.problems == (
+        "needs_a needs 'a', which is neither given nor provided by an earlier step (on branch kind='z')",
+    )
+    assert Flow(make_b).validate().guaranteed == frozenset({"b"})

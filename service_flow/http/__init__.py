@@ -20,6 +20,7 @@ holds.  `AsyncClient`, `AsyncRequest` and `AsyncPoll` do the same on httpx (the
 
 from __future__ import annotations
 
+from service_flow.http._redact import add_sensitive_names
 from service_flow.http.aio import AsyncClient, AsyncPoll, AsyncRequest
 from service_flow.http.auth import Auth, BasicAuth, BearerAuth
 from service_flow.http.client import DEFAULT_TIMEOUT, RETRY_STATUSES, Client, Limit, Timeout, TransportRetry
@@ -44,6 +45,7 @@ from service_flow.http.errors import (
     FatalHTTPError,
     HTTPError,
     HTTPStopped,
+    RequestBuildError,
     ResponseError,
     ResponseInfo,
     RetriesExhausted,
@@ -92,6 +94,7 @@ __all__ = [
     "PollTimeout",
     "RateLimit",
     "Request",
+    "RequestBuildError",
     "ResponseError",
     "ResponseInfo",
     "RetriesExhausted",
@@ -102,6 +105,7 @@ __all__ = [
     "Timeout",
     "TransportError",
     "TransportRetry",
+    "add_sensitive_names",
     "as_condition",
     "parse_retry_after",
 ]

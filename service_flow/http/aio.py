@@ -31,10 +31,17 @@ import time
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from service_flow import _log
-from service_flow._log import debug_logger
-from service_flow.exceptions import ConfigurationError
+from service_flow.exceptions import ConfigurationError, FlowError
 from service_flow.http import _redact
-from service_flow.http.client import Client, log_request
+from service_flow.http.client import (
+    Client,
+    auth_headers,
+    crosses_origin,
+    log_request,
+    log_response,
+    masked_error,
+    secrets_of,
+)
 from service_flow.http.errors import RetryableHTTPError, TransportError
 from service_flow.http.poll import CLOSE, SEND, Poll
 from service_flow.http.request import Request
@@ -50,6 +57,9 @@ if TYPE_CHECKING:
     from service_flow.http.request import Outgoing
 
 __all__ = ["AsyncClient", "AsyncPoll", "AsyncRequest"]
+
+_redact.install_log_filter()  # httpx's own INFO line per request gets a masked URL
+_ORIGIN = "service_flow.origin"
 
 
 def _httpx() -> Any:
@@ -92,7 +102,10 @@ class AsyncClient(Client):
                     verify=self.verify,
                     limits=httpx.Limits(max_connections=self.pool_size, max_keepalive_connections=self.pool_size),
                 )
-                current = self._async = (loop, httpx.AsyncClient(transport=transport, verify=self.verify))
+                client = httpx.AsyncClient(
+                    transport=transport, verify=self.verify, event_hooks={"request": [_keep_secrets_at_origin]}
+                )
+                current = self._async = (loop, client)
         return current[1]
 
     async def aclose(self) -> None:
@@ -179,62 +192,82 @@ class AsyncClient(Client):
         attempt = 0
         while True:
             attempt += 1
-            headers = out.headers if auth is None else {**out.headers, **auth.headers()}
             started = time.perf_counter()
+            failure: BaseException | None = None
+            token = _redact.sending.set(out.hidden) if out.hidden else None
             try:
-                if limits:
-                    async with contextlib.AsyncExitStack() as stack:
-                        for limit in limits:
-                            if hasattr(limit, "__aenter__"):
-                                await stack.enter_async_context(limit)  # type: ignore[arg-type]
-                            else:
-                                stack.enter_context(limit)
-                        response = await self._acall(client, out, headers)
-                else:
-                    response = await self._acall(client, out, headers)
+                response = await self._aattempt(client, out, auth, limits)
             except (httpx.TransportError, httpx.InvalidURL) as error:
-                elapsed = time.perf_counter() - started
-                raise self._async_transport_error(out, error, elapsed, attempt, auth) from None
-            elapsed = time.perf_counter() - started
+                failure = self._async_transport_error(out, error, time.perf_counter() - started, attempt, auth)
+            except FlowError:
+                raise  # ours (a header refused) or a limit's: they name no secret
+            except Exception as error:  # noqa: BLE001 - re-raised below, as a masked copy of itself
+                failure = masked_error(out, error, auth)
+            finally:
+                if token is not None:
+                    _redact.sending.reset(token)
+            if failure is not None:
+                raise failure  # outside the except clause: the chain holds masked copies only
             status = response.status_code
-            if status < 400:  # noqa: PLR2004
-                log = debug_logger()
-                if log is not None:
-                    log_request(log.debug, out, status, elapsed, attempt, response)
-            else:
-                log_request(_log.logger().warning, out, status, elapsed, attempt, response)
-            if status == 401 and auth is not None and attempt == 1 and auth.refresh(headers):  # noqa: PLR2004
+            log_response(out, status, time.perf_counter() - started, attempt, response)
+            # The headers sent are read back from the request: no local holds credentials.
+            if status == 401 and auth is not None and attempt == 1 and auth.refresh(response.request.headers):  # noqa: PLR2004
                 await response.aclose()
                 continue
             return response
 
+    async def _aattempt(
+        self, client: httpx.AsyncClient, out: Outgoing, auth: Auth | None, limits: Sequence[Limit]
+    ) -> httpx.Response:
+        if not limits:
+            return await self._acall(client, out, auth)
+        async with contextlib.AsyncExitStack() as stack:
+            for limit in limits:
+                if hasattr(limit, "__aenter__"):
+                    await stack.enter_async_context(limit)  # type: ignore[arg-type]
+                else:
+                    stack.enter_context(limit)
+            return await self._acall(client, out, auth)
+
     @staticmethod
-    async def _acall(client: httpx.AsyncClient, out: Outgoing, headers: dict[str, str]) -> httpx.Response:
+    async def _acall(client: httpx.AsyncClient, out: Outgoing, auth: Auth | None) -> httpx.Response:
         timeout = out.timeout
         connect, read = timeout if isinstance(timeout, tuple) else (timeout, timeout)
         data, content = out.data, None
         if isinstance(data, (str, bytes)):  # httpx takes raw bodies as content=
             data, content = None, data
-        return await client.request(
-            out.method,
-            out.url,
-            headers=headers,
-            json=out.json,
-            data=data,
-            content=content,
-            timeout=_httpx().Timeout(read, connect=connect),
-            follow_redirects=out.allow_redirects,
-        )
+        headers = out.headers if auth is None else {**out.headers, **auth_headers(auth)}
+        try:
+            return await client.request(
+                out.method,
+                out.url,
+                headers=headers,
+                json=out.json,
+                data=data,
+                content=content,
+                timeout=_httpx().Timeout(read, connect=connect),
+                follow_redirects=out.allow_redirects,
+            )
+        finally:
+            del headers  # keeps credentials out of this frame's locals in tracebacks
 
     def _async_transport_error(
         self, out: Outgoing, error: Exception, elapsed: float, attempt: int, auth: Auth | None
     ) -> Exception:
-        httpx = _httpx()
-        secrets = out.secrets(auth)
-        url = _redact.url(out.url)
+        secrets = secrets_of(out, auth)
+        url = out.shown_url()
         reason = _redact.scrub(f"{type(error).__name__}: {error}".replace(out.url, url), secrets)[:300]
         log_request(_log.logger().warning, out, None, elapsed, attempt, None, error=type(error).__name__)
         where: dict[str, Any] = {"method": out.method, "url": url}
+        failure = self._classify_async(out, error, reason, where)
+        failure.__cause__ = failure.__context__ = _redact.masked_chain(error, secrets, {out.url: url})
+        failure.__suppress_context__ = True
+        return failure
+
+    @staticmethod
+    def _classify_async(out: Outgoing, error: Exception, reason: str, where: dict[str, Any]) -> Exception:
+        httpx = _httpx()
+        url = where["url"]
         if _caused_by(error, ssl.SSLError):  # a certificate does not fix itself
             return TransportError(f"{out.method} {url}: {reason}", **where)
         never_sent = isinstance(error, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout))
@@ -247,6 +280,27 @@ class AsyncClient(Client):
 
 
 _PENDING: set[asyncio.Task[None]] = set()  # closing tasks, kept alive until done
+
+
+async def _keep_secrets_at_origin(request: httpx.Request) -> None:
+    """An httpx request hook: a redirect to another origin carries no sensitive header.
+
+    httpx drops ``Authorization`` only.  The first request of a chain notes its origin
+    in the extensions, which httpx hands on to each redirect.
+    """
+    url = request.url
+    here = (url.scheme, url.host, url.port)
+    origin = request.extensions.get(_ORIGIN)
+    if origin is None:
+        request.extensions[_ORIGIN] = here
+        return
+    if here == origin:
+        return
+    scheme, host, port = origin
+    before = f"{scheme}://{host}" if port is None else f"{scheme}://{host}:{port}"
+    if crosses_origin(before, str(url)):
+        for name in [name for name in request.headers if _redact.is_sensitive_header(name)]:
+            del request.headers[name]
 
 
 def _caused_by(error: BaseException, kind: type[BaseException]) -> bool:
@@ -268,7 +322,7 @@ class AsyncRequest(Request):
     def __init__(self, method: str, url: str, *, client: Client | None = None, **options: Any) -> None:
         client = AsyncClient() if client is None else client
         if not isinstance(client, AsyncClient):
-            msg = f"AsyncRequest {method} {url}: the client must be an AsyncClient, got {client!r}"
+            msg = f"AsyncRequest {method} {_redact.url(url)}: the client must be an AsyncClient, got {client!r}"
             raise ConfigurationError(msg)
         super().__init__(method, url, client=client, **options)
         self.async_client = client
@@ -276,6 +330,7 @@ class AsyncRequest(Request):
     async def __call__(self, context: dict[str, Any]) -> dict[str, Any]:  # type: ignore[override]
         """Send the request built from ``context``; return the captured values."""
         out = self.build(context)
+        del context  # its values (secrets too) stay out of tracebacks rendered with locals
         response = await self.async_client.asend(out, auth=self.auth, limits=self.limits)
         try:
             return self.interpret(response, out)
@@ -313,6 +368,7 @@ class AsyncPoll(Poll):
     async def __call__(self, context: dict[str, Any]) -> dict[str, Any]:  # type: ignore[override]
         """Poll with the request built from ``context``; return its captures from the final response."""
         out = self.request.build(context)
+        del context  # its values (secrets too) stay out of tracebacks rendered with locals
         request = self.request
         assert isinstance(request, AsyncRequest)  # noqa: S101 - checked when built
         send, auth, limits = request.async_client.asend, request.auth, request.limits

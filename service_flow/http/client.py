@@ -15,9 +15,12 @@ do not depend on the transport.
 from __future__ import annotations
 
 import contextlib
+import re
 import threading
 import time
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Union
+from urllib.parse import urlsplit
 
 import requests
 import requests.adapters
@@ -27,13 +30,13 @@ from urllib3.util import Retry as Urllib3Retry
 from service_flow import _log
 from service_flow._log import debug_logger
 from service_flow.clock import SYSTEM_CLOCK, Clock
-from service_flow.exceptions import ConfigurationError
+from service_flow.exceptions import ConfigurationError, FlowError
 from service_flow.http import _redact
-from service_flow.http.errors import RetriesExhausted, RetryableHTTPError, TransportError
+from service_flow.http.errors import RequestBuildError, RetriesExhausted, RetryableHTTPError, TransportError
 from service_flow.http.status import IDEMPOTENT_METHODS, MAX_RETRY_AFTER, StatusActions, StatusMap, parse_retry_after
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping, Sequence
+    from collections.abc import Iterable, Sequence
 
     from typing_extensions import Self
     from urllib3.response import BaseHTTPResponse
@@ -42,6 +45,8 @@ if TYPE_CHECKING:
     from service_flow.http.request import Outgoing, Request
 
 __all__ = ["DEFAULT_TIMEOUT", "RETRY_STATUSES", "Client", "Limit", "Timeout", "TransportRetry"]
+
+_redact.install_log_filter()  # urllib3's and requests' own log lines get masked URLs too
 
 Timeout = Union[float, tuple[float, float]]
 """Seconds: one number for both, or ``(connect, read)``."""
@@ -132,7 +137,7 @@ class Client:
     ``base_url``
         prefixed to relative request URLs;
     ``headers``
-        sent with every request (a request's own headers win);
+        sent with every request (a request's own headers win); ASCII ``str`` values;
     ``auth``
         a `BasicAuth`, `BearerAuth` or any `Auth`;
     ``timeout``
@@ -169,8 +174,8 @@ class Client:
         pool_size: int = 32,
         clock: Clock = SYSTEM_CLOCK,
     ) -> None:
-        self.base_url = base_url.rstrip("/") if base_url else None
-        self.headers: dict[str, str] = dict(headers or {})
+        self.base_url = None if base_url is None else check_base_url(base_url, "Client")
+        self.headers: dict[str, str] = _checked_headers(headers, "Client")
         self.auth = auth
         self.timeout = check_timeout(DEFAULT_TIMEOUT if timeout is None else timeout, "Client")
         self.verify = verify
@@ -211,7 +216,7 @@ class Client:
         return session
 
     def _new_session(self) -> requests.Session:
-        session = requests.Session()
+        session = _Session()
         session.verify = self.verify
         adapter = requests.adapters.HTTPAdapter(
             pool_connections=4, pool_maxsize=self.pool_size, max_retries=self.retries
@@ -254,7 +259,7 @@ class Client:
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
-        return f"Client({self.base_url!r})" if self.base_url else "Client()"
+        return f"Client({_redact.url(self.base_url)!r})" if self.base_url else "Client()"
 
     # -- building requests ------------------------------------------------------------
 
@@ -302,53 +307,73 @@ class Client:
         attempt = 0
         while True:
             attempt += 1
-            headers = out.headers if auth is None else {**out.headers, **auth.headers()}
             started = time.perf_counter()
+            failure: BaseException | None = None
+            token = _redact.sending.set(out.hidden) if out.hidden else None
             try:
-                if limits:
-                    with contextlib.ExitStack() as stack:
-                        for limit in limits:
-                            stack.enter_context(limit)
-                        response = self._call(session, out, headers)
-                else:
-                    response = self._call(session, out, headers)
+                response = self._attempt(session, out, auth, limits)
             except requests.RequestException as error:
-                elapsed = time.perf_counter() - started
-                raise self._transport_error(out, error, elapsed, attempt, auth) from None
-            elapsed = time.perf_counter() - started
+                failure = self._transport_error(out, error, time.perf_counter() - started, attempt, auth)
+            except FlowError:
+                raise  # ours (a header refused) or a limit's: they name no secret
+            except Exception as error:  # noqa: BLE001 - re-raised below, as a masked copy of itself
+                failure = masked_error(out, error, auth)
+            finally:
+                if token is not None:
+                    _redact.sending.reset(token)
+            if failure is not None:
+                # Raised outside the except clause: the chain holds masked copies only.
+                raise failure
             status = response.status_code
-            if status < 400:  # noqa: PLR2004
-                log = debug_logger()
-                if log is not None:
-                    log_request(log.debug, out, status, elapsed, attempt, response)
-            else:
-                log_request(_log.logger().warning, out, status, elapsed, attempt, response)
-            if status == 401 and auth is not None and attempt == 1 and auth.refresh(headers):  # noqa: PLR2004
+            log_response(out, status, time.perf_counter() - started, attempt, response)
+            # The headers sent are read back from the request: no local holds credentials.
+            if status == 401 and auth is not None and attempt == 1 and auth.refresh(response.request.headers):  # noqa: PLR2004
                 response.close()
                 continue
             return response
 
+    def _attempt(
+        self, session: requests.Session, out: Outgoing, auth: Auth | None, limits: Sequence[Limit]
+    ) -> requests.Response:
+        if not limits:
+            return self._call(session, out, auth)
+        with contextlib.ExitStack() as stack:
+            for limit in limits:
+                stack.enter_context(limit)
+            return self._call(session, out, auth)
+
     @staticmethod
-    def _call(session: requests.Session, out: Outgoing, headers: Mapping[str, str]) -> requests.Response:
-        return session.request(
-            out.method,
-            out.url,
-            headers=headers or None,  # None skips requests' header merging, a measurable cost
-            json=out.json,
-            data=out.data,
-            timeout=out.timeout,
-            allow_redirects=out.allow_redirects,
-        )
+    def _call(session: requests.Session, out: Outgoing, auth: Auth | None) -> requests.Response:
+        headers = out.headers if auth is None else {**out.headers, **auth_headers(auth)}
+        try:
+            return session.request(
+                out.method,
+                out.url,
+                headers=headers or None,  # None skips requests' header merging, a measurable cost
+                json=out.json,
+                data=out.data,
+                timeout=out.timeout,
+                allow_redirects=out.allow_redirects,
+            )
+        finally:
+            del headers  # keeps credentials out of this frame's locals in tracebacks
 
     def _transport_error(
         self, out: Outgoing, error: requests.RequestException, elapsed: float, attempt: int, auth: Auth | None
     ) -> Exception:
-        secrets = out.secrets(auth)
-        url = _redact.url(out.url)
-        reason = _redact.scrub(f"{type(error).__name__}: {error}", secrets)
-        reason = _redact.scrub(reason.replace(out.url, url), secrets)[:300]
+        secrets = secrets_of(out, auth)
+        url = out.shown_url()
+        reason = _redact.scrub(f"{type(error).__name__}: {error}".replace(out.url, url), secrets)[:300]
         log_request(_log.logger().warning, out, None, elapsed, attempt, None, error=type(error).__name__)
         where: dict[str, Any] = {"method": out.method, "url": url}
+        failure = self._classify(out, error, reason, where)
+        failure.__cause__ = failure.__context__ = _redact.masked_chain(error, secrets, {out.url: url})
+        failure.__suppress_context__ = True
+        return failure
+
+    @staticmethod
+    def _classify(out: Outgoing, error: requests.RequestException, reason: str, where: dict[str, Any]) -> Exception:
+        url = where["url"]
         if isinstance(error, requests.exceptions.RetryError):
             return RetriesExhausted(f"{out.method} {url}: transport retries ran out ({reason})", **where)
         never_sent = isinstance(error, requests.ConnectTimeout) or _never_connected(error)
@@ -371,6 +396,118 @@ def _never_connected(error: requests.RequestException) -> bool:
     return isinstance(cause, (NewConnectionError, ConnectTimeoutError))
 
 
+def secrets_of(out: Outgoing, auth: Auth | None) -> list[str]:
+    """``out.secrets(auth)``, without the auth's when it is what failed."""
+    try:
+        return out.secrets(auth)
+    except Exception:  # noqa: BLE001 - the auth's own error is being reported
+        return out.secrets()
+
+
+def masked_error(out: Outgoing, error: Exception, auth: Auth | None) -> BaseException:
+    """An error that came out of the transport's code, as a masked copy of itself.
+
+    Its type is kept (``except ValueError`` still works); its traceback, whose frames
+    inside requests or httpx hold the headers sent, is not.
+    """
+    return _redact.masked_chain(error, secrets_of(out, auth), {out.url: out.shown_url()})
+
+
+def auth_headers(auth: Auth) -> Mapping[str, str]:
+    """``auth``'s headers, refused when a transport could not send them (the values never shown)."""
+    headers = auth.headers()
+    for name, value in headers.items():
+        problem = header_problem(name, value)
+        if problem is not None:
+            del headers, value  # not in this frame's locals
+            msg = f"{type(auth).__name__}: {problem}"
+            raise RequestBuildError(msg, part=f"header {name!r}")
+    return headers
+
+
+class _Session(requests.Session):
+    """requests' session, dropping every sensitive header on a redirect to another origin.
+
+    requests drops ``Authorization`` only; ``X-Api-Key``, ``Proxy-Authorization``,
+    cookies and the names given to `add_sensitive_names` go too.
+    """
+
+    def rebuild_auth(self, prepared_request: requests.PreparedRequest, response: requests.Response) -> None:
+        """Requests' rule for ``Authorization``, then ours for the other sensitive headers."""
+        super().rebuild_auth(prepared_request, response)  # type: ignore[no-untyped-call]
+        if response.request.url and prepared_request.url and crosses_origin(response.request.url, prepared_request.url):
+            for name in [name for name in prepared_request.headers if _redact.is_sensitive_header(name)]:
+                del prepared_request.headers[name]
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def crosses_origin(old: str, new: str) -> bool:
+    """Whether a redirect from ``old`` to ``new`` leaves the origin (scheme, host, port).
+
+    As in requests, ``http`` to ``https`` on the same host and default ports does not.
+    """
+    before, after = urlsplit(old), urlsplit(new)
+    if (before.hostname or "").lower() != (after.hostname or "").lower():
+        return True
+    old_port = before.port or _DEFAULT_PORTS.get(before.scheme)
+    new_port = after.port or _DEFAULT_PORTS.get(after.scheme)
+    if before.scheme == "http" and after.scheme == "https" and old_port == 80 and new_port == 443:  # noqa: PLR2004
+        return False
+    return before.scheme != after.scheme or old_port != new_port
+
+
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
+_VISIBLE = re.compile(r"(?:[\x21-\x7e][\t\x20-\x7e]*)?\Z")
+
+
+def header_problem(name: object, value: object) -> str | None:
+    """What makes header ``name: value`` unsendable, never showing the value; ``None`` when fine."""
+    if not isinstance(name, str) or not _TOKEN.match(name):
+        return f"{name!r} is not a header name (ASCII letters, digits and !#$%&'*+-.^_`|~ only)"
+    if not isinstance(value, str):
+        return f"header {name!r} takes a str value, got a {type(value).__name__}"
+    if _VISIBLE.match(value):
+        return None
+    at = next((i for i, char in enumerate(value) if not (" " <= char <= "~" or (char == "\t" and i))), 0)
+    char = value[at]
+    what = (
+        "a non-ASCII character"
+        if char > "~"
+        else "a line break"
+        if char in "\r\n"
+        else "a control character"
+        if char not in " \t"
+        else "leading whitespace"
+    )
+    return f"the value of header {name!r} has {what} at position {at} (value not shown)"
+
+
+def _checked_headers(headers: Any, owner: str) -> dict[str, str]:
+    if headers is None:
+        return {}
+    if not isinstance(headers, Mapping):
+        msg = f"{owner}(headers=) takes a mapping of header names to str values, got {type(headers).__name__}"
+        raise ConfigurationError(msg)
+    for name, value in headers.items():
+        problem = header_problem(name, value)
+        if problem is not None:
+            msg = f"{owner}(headers=): {problem}"
+            raise ConfigurationError(msg)
+    return dict(headers)
+
+
+def check_base_url(base_url: Any, owner: str) -> str:
+    """``base_url`` without its trailing slash, refused unless an absolute http(s) URL."""
+    parts = urlsplit(base_url) if isinstance(base_url, str) else None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:
+        shown = _redact.url(base_url) if isinstance(base_url, str) else repr(base_url)
+        msg = f"{owner}(base_url=) takes an absolute http or https URL, like 'https://api.example.com', got {shown}"
+        raise ConfigurationError(msg)
+    return str(base_url).rstrip("/")
+
+
 def check_timeout(timeout: Any, owner: str) -> float | tuple[float, float]:
     """``timeout`` validated: positive seconds, or a pair of them; never ``None``."""
     values = timeout if isinstance(timeout, tuple) else (timeout,)
@@ -382,6 +519,16 @@ def check_timeout(timeout: Any, owner: str) -> float | tuple[float, float]:
         msg = f"{owner}(timeout=) takes positive seconds or a (connect, read) pair of them, got {timeout!r}"
         raise ConfigurationError(msg)
     return (float(values[0]), float(values[1])) if len(values) == 2 else float(values[0])  # noqa: PLR2004
+
+
+def log_response(out: Outgoing, status: int, elapsed: float, attempt: int, response: Any) -> None:
+    """The ``http.request`` event of a response: debug (when enabled) below 400, else a warning."""
+    if status < 400:  # noqa: PLR2004
+        log = debug_logger()
+        if log is not None:
+            log_request(log.debug, out, status, elapsed, attempt, response)
+    else:
+        log_request(_log.logger().warning, out, status, elapsed, attempt, response)
 
 
 def log_request(
@@ -396,7 +543,7 @@ def log_request(
     """The one ``http.request`` event of a request sent: method, masked URL, status, duration, attempt."""
     fields: dict[str, Any] = {
         "method": out.method,
-        "url": _redact.url(out.url),
+        "url": out.shown_url(),
         "status": status,
         "duration_ms": round(elapsed * 1000, 3),
         "attempt": attempt,

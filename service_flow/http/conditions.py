@@ -1,4 +1,4 @@
-"""Conditions on an HTTP response: what a poll waits for, what raises an alarm.
+"""Conditions on an HTTP response: what a check requires, what a poll waits for, what raises an alarm.
 
 A condition is a small callable object: given a response, it says ``True`` or ``False``.
 It works on anything with ``status_code``, ``headers``, ``text`` and ``json()``:
@@ -8,17 +8,26 @@ It works on anything with ``status_code``, ``headers``, ``text`` and ``json()``:
     done = Status(200) & (JsonPath("$.status") == "SUCCESS")
     failed = Status(500, 502, 503) | JsonPath("$.status").matches(lambda s: s in {"FAILED", "ERROR"})
 
-`as_condition` also accepts a plain callable, the dict form of httsleep
-(``{"status_code": 200, "json": {...}, "jsonpath": [{"expression": "$.x", "value": 1}],
-"text": "...", "callback": fn}``, every part must hold) and a list (any of them must
-hold).  A body that is not JSON makes every JSON condition false, and the body is
-parsed at most once per response, however many conditions look at it.  Expected values
-are compared as JSON values: ``0`` does not equal ``false``, ``{}`` matches only ``{}``.
+This is the one language for judging a response: ``Request.check(...)``, ``Poll(until=...,
+alarm=...)`` take the same forms, with the same meaning (`as_condition`): a condition, a
+plain callable, the dict form (``{"status": 200, "json": {...}, "jsonpath": {"$.x": 1},
+"headers": {...}, "text": "...", "callback": fn}``, every part must hold; httsleep's
+spelling ``status_code`` and ``[{"expression": "$.x", "value": 1}]`` too) and a list (any
+of them must hold).
+
+A body that is not JSON (including one nested too deeply to parse) makes every JSON
+condition false, and the body is parsed at most once per response, however many
+conditions look at it.  A JSONPath that jsonpath-ng cannot evaluate on the body (a filter
+comparing mixed types) matches nothing.  Expected values are compared as JSON values:
+``0`` does not equal ``false``, ``{}`` matches only ``{}``.  Descriptions (``repr``) read
+like the expression and mask the expected values of sensitive headers and fields.
 """
 
 from __future__ import annotations
 
+import math
 import operator
+import re
 import reprlib
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ClassVar, NoReturn, TypeVar, Union
@@ -26,7 +35,8 @@ from typing import Any, ClassVar, NoReturn, TypeVar, Union
 from typing_extensions import TypeAlias
 
 from service_flow.exceptions import ConfigurationError, FlowDefinitionError
-from service_flow.http._jsonpath import compile_path, finder
+from service_flow.http import _redact
+from service_flow.http._jsonpath import Expression, PathError, compile_path, finder, text_of
 
 __all__ = [
     "AllOf",
@@ -66,20 +76,23 @@ class _Unset:
 
 _UNSET: Any = _Unset()
 _NOT_JSON: Any = type("_NotJson", (), {"__repr__": lambda _: "<not JSON>"})()
+NOT_JSON = "the body is not JSON"
 
 
 class Observed:
     """A response seen by conditions: its JSON body is parsed once, on first use.
 
-    Conditions accept a raw response or an `Observed`; a poll wraps each response once
-    so that its success and alarm conditions share one parse.
+    Conditions accept a raw response or an `Observed`; a request's checks and captures,
+    and a poll's success and alarm conditions, share one parse through it.
     """
 
-    __slots__ = ("_json", "response")
+    __slots__ = ("_json", "not_json", "response")
 
     def __init__(self, response: Any) -> None:
         self.response = response
         self._json: Any = _UNSET
+        self.not_json = NOT_JSON
+        """Why the body is not JSON (meaningful when `is_json` is false)."""
 
     @property
     def json(self) -> Any:
@@ -89,6 +102,9 @@ class Observed:
                 self._json = self.response.json()
             except ValueError:  # requests' and httpx's decode errors are ValueErrors
                 self._json = _NOT_JSON
+            except RecursionError:  # "[[[[..." nested beyond what the parser can follow
+                self._json = _NOT_JSON
+                self.not_json = f"{NOT_JSON} (nested too deeply to parse)"
         return self._json
 
     @property
@@ -137,8 +153,77 @@ def same_json(actual: Any, expected: Any) -> bool:
     return bool(actual == expected)
 
 
+_JSON_SCALARS = (str, int, float, type(None))
+_MAX_EXPECTED_DEPTH = 100
+
+
+def _json_value(value: Any, owner: str) -> Any:
+    """``value`` if it is a JSON value a response could equal; else `ConfigurationError`."""
+    stack = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > _MAX_EXPECTED_DEPTH:
+            msg = f"{owner}: the expected value is nested more than {_MAX_EXPECTED_DEPTH} levels deep"
+            raise ConfigurationError(msg)
+        if isinstance(item, float) and math.isnan(item):
+            msg = f"{owner}: NaN equals nothing, not even NaN; expected {_short(value)}"
+            raise ConfigurationError(msg)
+        if isinstance(item, Mapping):
+            if not all(isinstance(key, str) for key in item):
+                msg = f"{owner}: JSON object keys are strings, got {_short(value)}"
+                raise ConfigurationError(msg)
+            stack.extend((child, depth + 1) for child in item.values())
+        elif isinstance(item, (list, tuple)):
+            stack.extend((child, depth + 1) for child in item)
+        elif not isinstance(item, _JSON_SCALARS):
+            msg = f"{owner}: {type(item).__name__} is not a JSON value (str, number, bool, None, list, dict)"
+            raise ConfigurationError(msg)
+    return value
+
+
+def _kind(value: Any) -> str:
+    """The JSON type of ``value``, with its article, for messages that must not show it."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    return "an array" if isinstance(value, (list, tuple)) else "an object"
+
+
+_MASK_DEPTH = 8
+
+
+def _masked(value: Any, depth: int = 0) -> Any:
+    """A copy of ``value`` with the values of sensitive fields masked, for descriptions."""
+    if depth > _MASK_DEPTH:
+        return value
+    if isinstance(value, Mapping):
+        return {
+            key: _redact.MASK if isinstance(key, str) and _redact.is_sensitive_field(key) else _masked(item, depth + 1)
+            for key, item in value.items()
+        }
+    if isinstance(value, (list, tuple)):
+        return [_masked(item, depth + 1) for item in value]
+    return value
+
+
+_NAMES = re.compile(r"[A-Za-z_][\w-]*")
+
+
+def _names_a_secret(expression: str) -> bool:
+    """Whether a JSONPath mentions a sensitive field (``$.auth.token``): its expected value is masked."""
+    return any(_redact.is_sensitive_field(name) for name in _NAMES.findall(expression))
+
+
 class Condition:
-    """A test of a response; combine conditions with ``&``, ``|`` and ``~``."""
+    """A test of a response; combine conditions with ``&``, ``|`` and ``~``.
+
+    A subclass defines `holds` (and, for better messages, `why_not`).
+    """
 
     __slots__ = ()
 
@@ -149,6 +234,10 @@ class Condition:
     def holds(self, seen: Observed) -> bool:
         """Whether the condition holds for the observed response."""
         raise NotImplementedError
+
+    def why_not(self, seen: Observed) -> str:  # noqa: ARG002 - subclasses use it
+        """Why the condition does not hold for ``seen`` (asked after `holds` said no)."""
+        return "it does not hold"
 
     def __and__(self, other: ConditionSpec) -> Condition:
         return AllOf(self, as_condition(other))
@@ -192,6 +281,10 @@ class Status(Condition):
         """Whether the status code is one of ``codes``."""
         return seen.response.status_code in self.codes
 
+    def why_not(self, seen: Observed) -> str:
+        """The status that came."""
+        return f"got {seen.response.status_code}"
+
     def __repr__(self) -> str:
         return f"Status({', '.join(str(code) for code in sorted(self.codes))})"
 
@@ -205,14 +298,18 @@ class Json(Condition):
     __slots__ = ("expected",)
 
     def __init__(self, expected: Any) -> None:
-        self.expected = expected
+        self.expected = _json_value(expected, "Json")
 
     def holds(self, seen: Observed) -> bool:
         """Whether the body is JSON equal to ``expected``."""
         return seen.is_json and same_json(seen.json, self.expected)
 
+    def why_not(self, seen: Observed) -> str:
+        """Not JSON, or another body."""
+        return seen.not_json if not seen.is_json else f"the body is {_kind(seen.json)} of another value"
+
     def __repr__(self) -> str:
-        return f"Json({_short(self.expected)})"
+        return f"Json({_short(_masked(self.expected))})"
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (Json, (self.expected,))
@@ -230,6 +327,10 @@ class Text(Condition):
         """Whether the body text equals ``expected``."""
         return bool(seen.response.text == self.expected)
 
+    def why_not(self, seen: Observed) -> str:  # noqa: ARG002 - the body is in the error's excerpt
+        """The body differs."""
+        return "the body differs"
+
     def __repr__(self) -> str:
         return f"Text({_short(self.expected)})"
 
@@ -238,13 +339,20 @@ class Text(Condition):
 
 
 class Header(Condition):
-    """The response has header ``name`` (case-insensitive), equal to ``value`` when given."""
+    """The response has header ``name`` (case-insensitive), equal to ``value`` when given.
+
+    The expected value of a sensitive header (``Authorization``, ``Set-Cookie``,
+    ``X-Api-Key``...) shows as ``***`` in descriptions and errors.
+    """
 
     __slots__ = ("name", "value")
 
     def __init__(self, name: str, value: str | None = None) -> None:
         if not isinstance(name, str) or not name:
             msg = f"Header: the header name must be a non-empty str, got {name!r}"
+            raise ConfigurationError(msg)
+        if value is not None and not isinstance(value, str):
+            msg = f"Header({name!r}): the expected value must be a str (or None: any value), got {type(value).__name__}"  # type: ignore[unreachable]
             raise ConfigurationError(msg)
         self.name = name
         self.value = value
@@ -256,77 +364,149 @@ class Header(Condition):
             return False
         return self.value is None or actual == self.value
 
+    def why_not(self, seen: Observed) -> str:
+        """Missing, or another value."""
+        missing = seen.response.headers.get(self.name) is None
+        return f"header {self.name!r} is missing" if missing else f"header {self.name!r} has another value"
+
     def __repr__(self) -> str:
-        # Header values can be credentials (a session cookie): never shown.
-        return f"Header({self.name!r})" if self.value is None else f"Header({self.name!r}, <value>)"
+        if self.value is None:
+            return f"Header({self.name!r})"
+        shown = _redact.MASK if _redact.is_sensitive_header(self.name) else _short(self.value)
+        return f"Header({self.name!r}, {shown})"
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (Header, (self.name, self.value))
 
 
+def _ordered(actual: Any, bound: Any, compare: Callable[[Any, Any], bool]) -> bool:
+    # JSON orders numbers with numbers and strings with strings; nothing else.
+    if isinstance(bound, str):
+        return isinstance(actual, str) and compare(actual, bound)
+    return isinstance(actual, (int, float)) and not isinstance(actual, bool) and compare(actual, bound)
+
+
 _TESTS: dict[str, Callable[[Any, Any], bool]] = {
     "==": same_json,
     "!=": lambda actual, expected: not same_json(actual, expected),
-    "<": operator.lt,
-    "<=": operator.le,
-    ">": operator.gt,
-    ">=": operator.ge,
+    "<": lambda actual, bound: _ordered(actual, bound, operator.lt),
+    "<=": lambda actual, bound: _ordered(actual, bound, operator.le),
+    ">": lambda actual, bound: _ordered(actual, bound, operator.gt),
+    ">=": lambda actual, bound: _ordered(actual, bound, operator.ge),
 }
+_OTHER_TESTS = ("matches", "exists", "selects")
 
 
 class JsonPathCondition(Condition):
-    """Every value a JSONPath selects passes a test, and it selects at least one."""
+    """A JSONPath's selection in the body passes a test (built by `JsonPath`).
+
+    ``==``, ``!=``, orderings and ``matches``: it selects at least one value and every
+    value passes.  ``exists``: it selects at least one value.  ``selects``: the single
+    value it selects, or the list of its values when it selects several, equals the
+    operand (httsleep's rule).
+    """
 
     __slots__ = ("_find", "expression", "operand", "test")
 
-    def __init__(self, expression: str, test: str, operand: Any = None) -> None:
-        if test not in _TESTS and test not in {"matches", "exists"}:
+    def __init__(self, expression: Expression, test: str, operand: Any = None) -> None:
+        if test not in _TESTS and test not in _OTHER_TESTS:
             msg = f"JsonPathCondition: unknown test {test!r}"
-            raise ConfigurationError(msg)
-        if test == "matches" and not callable(operand):
-            msg = f"JsonPath({expression!r}).matches() needs a callable, got {type(operand).__name__}"
             raise ConfigurationError(msg)
         self._find = finder(expression)
         self.expression = expression
         self.test = test
         self.operand = operand
+        owner = f"JsonPath({text_of(expression)!r}) {test}"
+        if test == "matches":
+            _require_callable(operand, f"{owner}() needs a callable")
+        elif test in {"==", "!=", "selects"}:
+            _json_value(operand, owner)
+        elif test != "exists" and not _is_bound(operand):
+            msg = f"{owner}: the bound must be a finite number or a str, got {_short(operand)}"
+            raise ConfigurationError(msg)
+
+    def _values(self, seen: Observed) -> list[Any] | None:
+        """What the path selects; ``None`` when there is no JSON body or it cannot be searched."""
+        if not seen.is_json:
+            return None
+        try:
+            return self._find(seen.json)
+        except PathError:
+            return None
 
     def holds(self, seen: Observed) -> bool:
-        """Whether the path selects something and every value selected passes the test."""
-        if not seen.is_json:
-            return False
-        values = self._find(seen.json)
+        """Whether the path selects something and its selection passes the test."""
+        values = self._values(seen)
         if not values:
             return False
-        if self.test == "exists":
+        test = self.test
+        if test == "exists":
             return True
-        if self.test == "matches":
+        if test == "selects":
+            return same_json(values[0] if len(values) == 1 else values, self.operand)
+        if test == "matches":
             return all(bool(self.operand(value)) for value in values)
-        compare = _TESTS[self.test]
+        compare = _TESTS[test]
+        return all(compare(value, self.operand) for value in values)
+
+    def why_not(self, seen: Observed) -> str:
+        """No body, an error, no match, or which values did not pass (their types, never their values)."""
+        if not seen.is_json:
+            return seen.not_json
         try:
-            return all(compare(value, self.operand) for value in values)
-        except TypeError:  # "<" between a str and a number: the value does not pass
-            return False
+            values = self._find(seen.json)
+        except PathError as error:
+            return str(error)
+        return self._failed(values)
+
+    def _failed(self, values: list[Any]) -> str:
+        path = repr(text_of(self.expression))
+        if not values:
+            return f"{path} matched nothing"
+        if self.test == "selects":
+            shown = _kind(values[0]) if len(values) == 1 else f"{len(values)} values"
+            return f"{path} selected {shown}, not the expected value"
+        if self.test == "matches":
+            return f"{path} selected {len(values)} value(s), not all passing {_callable_name(self.operand)}"
+        compare = _TESTS[self.test]
+        failing = [value for value in values if not compare(value, self.operand)]
+        if not failing:
+            return "it holds"
+        if len(values) == 1:
+            return f"{path} selected {_kind(failing[0])} that does not pass"
+        return f"{len(failing)} of the {len(values)} values {path} selected do not pass"
 
     def __repr__(self) -> str:
-        path = f"JsonPath({self.expression!r})"
+        text = text_of(self.expression)
+        path = f"JsonPath({text!r})"
         if self.test == "exists":
             return f"{path}.exists()"
         if self.test == "matches":
             return f"{path}.matches({_callable_name(self.operand)})"
-        return f"{path} {self.test} {_short(self.operand)}"
+        shown = _redact.MASK if _names_a_secret(text) else _short(_masked(self.operand))
+        if self.test == "selects":
+            return f"{path}.selects({shown})"
+        return f"{path} {self.test} {shown}"
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (JsonPathCondition, (self.expression, self.test, self.operand))
 
 
+def _is_bound(value: Any) -> bool:
+    if isinstance(value, str):
+        return True
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
 class JsonPath:
     """A JSONPath into the body, to compare: ``JsonPath("$.status") == "SUCCESS"``.
 
-    Comparisons (``==``, ``!=``, ``<``, ``<=``, ``>``, ``>=``), `matches` and `exists`
-    give conditions.  A condition holds when the path selects at least one value and
-    every value it selects passes: ``JsonPath("$.jobs[*].state") == "done"`` waits for
-    all jobs.  A malformed expression raises `ConfigurationError` here.
+    ``expression`` is a string or an expression compiled by jsonpath-ng.  Comparisons
+    (``==``, ``!=``, ``<``, ``<=``, ``>``, ``>=``), `matches` and `exists` give
+    conditions that hold when the path selects at least one value and every value it
+    selects passes: ``JsonPath("$.jobs[*].state") == "done"`` waits for all jobs.
+    `selects` compares the selection as a whole (httsleep's rule, used by the dict form).
+    A malformed expression raises `ConfigurationError` here.
 
     >>> JsonPath("$.status") == "SUCCESS"
     JsonPath('$.status') == 'SUCCESS'
@@ -335,7 +515,7 @@ class JsonPath:
     __slots__ = ("expression",)
     __hash__ = None  # type: ignore[assignment]  # == builds a condition
 
-    def __init__(self, expression: str) -> None:
+    def __init__(self, expression: Expression) -> None:
         compile_path(expression)
         self.expression = expression
 
@@ -365,17 +545,27 @@ class JsonPath:
         """A condition: the path selects at least one value (``null`` counts)."""
         return JsonPathCondition(self.expression, "exists")
 
+    def selects(self, expected: Any) -> JsonPathCondition:
+        """A condition: the one value selected equals ``expected``, or, when several are, their list does.
+
+        httsleep's rule, which the dict form (``{"jsonpath": {"$.ids[*]": [1, 2]}}``) uses:
+        ``JsonPath("$.ids[*]").selects([1, 2])`` holds for ``{"ids": [1, 2]}``, and
+        ``JsonPath("$.ids").selects([1])`` for ``{"ids": [1]}``.  Nothing selected never holds.
+        """
+        return JsonPathCondition(self.expression, "selects", expected)
+
     def __bool__(self) -> NoReturn:
-        msg = f"JsonPath({self.expression!r}) is not a condition: compare it (==, !=...) or use .exists()"
+        msg = f"{self!r} is not a condition: compare it (==, !=...) or use .exists()"
         raise FlowDefinitionError(msg)
 
     def __repr__(self) -> str:
-        return f"JsonPath({self.expression!r})"
+        return f"JsonPath({text_of(self.expression)!r})"
 
 
 def _callable_name(func: object) -> str:
     name = getattr(func, "__qualname__", None) or getattr(func, "__name__", None)
-    return str(name) if name else type(func).__name__
+    # `str.isupper` reads well; `test_x.<locals>.is_done` is noise.
+    return str(name).rsplit("<locals>.", 1)[-1] if name else type(func).__name__
 
 
 class Callback(Condition):
@@ -390,6 +580,10 @@ class Callback(Condition):
     def holds(self, seen: Observed) -> bool:
         """Whether ``func(response)`` is true."""
         return bool(self.func(seen.response))
+
+    def why_not(self, seen: Observed) -> str:  # noqa: ARG002 - the function said so
+        """The function returned a false value."""
+        return "it returned a false value"
 
     def __repr__(self) -> str:
         return f"Callback({_callable_name(self.func)})"
@@ -430,6 +624,15 @@ class AllOf(_Combined):
         """Whether all hold (stops at the first that does not)."""
         return all(condition.holds(seen) for condition in self.conditions)
 
+    def failing(self, seen: Observed) -> Condition | None:
+        """The first condition that does not hold, ``None`` if all do."""
+        return next((condition for condition in self.conditions if not condition.holds(seen)), None)
+
+    def why_not(self, seen: Observed) -> str:
+        """Which part failed, and why."""
+        part = self.failing(seen)
+        return "it does not hold" if part is None else f"{part!r}: {part.why_not(seen)}"
+
 
 class AnyOf(_Combined):
     """At least one of the conditions holds (``a | b``)."""
@@ -440,6 +643,14 @@ class AnyOf(_Combined):
     def holds(self, seen: Observed) -> bool:
         """Whether any holds (stops at the first that does)."""
         return any(condition.holds(seen) for condition in self.conditions)
+
+    def holding(self, seen: Observed) -> Condition | None:
+        """The first condition that holds, ``None`` if none does."""
+        return next((condition for condition in self.conditions if condition.holds(seen)), None)
+
+    def why_not(self, seen: Observed) -> str:  # noqa: ARG002 - every part failed
+        """None of them held."""
+        return f"none of the {len(self.conditions)} held"
 
 
 class Not(Condition):
@@ -454,6 +665,10 @@ class Not(Condition):
         """Whether the wrapped condition does not hold."""
         return not self.condition.holds(seen)
 
+    def why_not(self, seen: Observed) -> str:  # noqa: ARG002 - the inner condition held
+        """The wrapped condition held."""
+        return f"{self.condition!r} held"
+
     def __invert__(self) -> Condition:
         return self.condition
 
@@ -466,34 +681,73 @@ class Not(Condition):
         return (Not, (self.condition,))
 
 
-_DICT_KEYS = ("status_code", "json", "jsonpath", "text", "callback")
+# -- the dict form --------------------------------------------------------------------
+
+DICT_KEYS = ("status", "status_code", "json", "jsonpath", "headers", "text", "callback")
+"""The keys of the dict form (``status_code`` is httsleep's spelling of ``status``)."""
 
 
-def _from_dict(spec: Mapping[str, Any]) -> Condition:
-    unknown = sorted(str(key) for key in spec if key not in _DICT_KEYS)
-    if unknown:
-        msg = f"unknown condition key(s) {', '.join(map(repr, unknown))}; known: {', '.join(_DICT_KEYS)}"
-        raise ConfigurationError(msg)
-    if not spec:
-        raise ConfigurationError("an empty condition dict would match every response; give at least one key")
-    # Keys are tested for presence, never for truth: {"json": {}} expects an empty object.
-    parts: list[Condition] = []
-    if "status_code" in spec:
-        codes = spec["status_code"]
-        parts.append(Status(*codes) if isinstance(codes, Iterable) and not isinstance(codes, str) else Status(codes))
-    if "json" in spec:
-        parts.append(Json(spec["json"]))
-    if "jsonpath" in spec:
-        entries = spec["jsonpath"]
-        for entry in [entries] if isinstance(entries, Mapping) else entries:
+def _status(codes: Any) -> Status:
+    if isinstance(codes, Iterable) and not isinstance(codes, (str, bytes, Mapping)):
+        return Status(*codes)
+    return Status(codes)
+
+
+def _jsonpath_entries(entries: Any) -> list[tuple[Any, Any]]:
+    """``{path: value}`` or httsleep's ``[{"expression": path, "value": value}]`` as pairs."""
+    if isinstance(entries, Mapping) and set(entries) == {"expression", "value"}:
+        entries = [entries]  # one httsleep entry
+    if isinstance(entries, Mapping):
+        return list(entries.items())
+    if isinstance(entries, (list, tuple)):
+        pairs = []
+        for entry in entries:
             if not isinstance(entry, Mapping) or set(entry) != {"expression", "value"}:
                 msg = f"a jsonpath entry must be a dict with 'expression' and 'value', got {_short(entry)}"
                 raise ConfigurationError(msg)
-            parts.append(JsonPathCondition(entry["expression"], "==", entry["value"]))
+            pairs.append((entry["expression"], entry["value"]))
+        return pairs
+    msg = (
+        "'jsonpath' takes {path: value} or a list of {'expression': path, 'value': value}, "
+        f"got {type(entries).__name__}"
+    )
+    raise ConfigurationError(msg)
+
+
+def _headers(expected: Any) -> list[Header]:
+    if not isinstance(expected, Mapping):
+        msg = f"'headers' takes {{name: value}}, got {type(expected).__name__}"
+        raise ConfigurationError(msg)
+    return [Header(name, value) for name, value in expected.items()]
+
+
+def _check_keys(spec: Mapping[str, Any]) -> None:
+    unknown = sorted(repr(key) for key in spec if key not in DICT_KEYS)
+    if unknown:
+        msg = f"unknown condition key(s) {', '.join(unknown)}; known: {', '.join(DICT_KEYS)}"
+        raise ConfigurationError(msg)
+    if not spec:
+        raise ConfigurationError("an empty condition dict would match every response; give at least one key")
+    if "status" in spec and "status_code" in spec:
+        raise ConfigurationError("give 'status' or httsleep's 'status_code', not both: they are the same key")
+
+
+def _from_dict(spec: Mapping[str, Any]) -> Condition:
+    _check_keys(spec)
+    # Keys are tested for presence, never for truth: {"json": {}} expects an empty object.
+    parts: list[Condition] = [_status(spec[key]) for key in ("status", "status_code") if key in spec]
+    if "json" in spec:
+        parts.append(Json(spec["json"]))
+    if "jsonpath" in spec:
+        parts.extend(JsonPath(path).selects(value) for path, value in _jsonpath_entries(spec["jsonpath"]))
+    if "headers" in spec:
+        parts.extend(_headers(spec["headers"]))
     if "text" in spec:
         parts.append(Text(spec["text"]))
     if "callback" in spec:
         parts.append(Callback(spec["callback"]))
+    if not parts:
+        raise ConfigurationError("this condition dict has no parts (an empty 'jsonpath' or 'headers'?)")
     return parts[0] if len(parts) == 1 else AllOf(*parts)
 
 
@@ -501,14 +755,17 @@ def as_condition(spec: ConditionSpec | object) -> Condition:
     """A `Condition` from any accepted form.
 
     - a `Condition`: itself;
-    - a dict (httsleep's form): every part must hold; keys ``status_code`` (a code or a
-      list), ``json``, ``jsonpath`` (a list of ``{"expression": ..., "value": ...}``),
-      ``text``, ``callback``;
+    - a dict: every part must hold; keys ``status`` (a code or a list; httsleep's
+      ``status_code`` is the same key), ``json`` (the whole body), ``jsonpath``
+      (``{path: value}`` or httsleep's ``[{"expression": path, "value": value}]``; the
+      single value a path selects, or the list of them when it selects several, must
+      equal the value: `JsonPath.selects`), ``headers`` (``{name: value}``), ``text``,
+      ``callback`` (a function of the response);
     - a list or tuple: any of its items (each in any accepted form) must hold;
     - any other callable: called with the response, its result's truth.
 
-    >>> as_condition({"status_code": 200, "jsonpath": [{"expression": "$.state", "value": "done"}]})
-    Status(200) & (JsonPath('$.state') == 'done')
+    >>> as_condition({"status": 200, "jsonpath": {"$.state": "done"}})
+    Status(200) & (JsonPath('$.state').selects('done'))
     """
     if isinstance(spec, Condition):
         return spec

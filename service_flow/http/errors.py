@@ -11,6 +11,8 @@ The tree::
         ├── HTTPStopped              also a `StopFlow`: a status mapped to ``"stop"``
         ├── TransportError           no usable response and retrying is unsafe or useless
         │                            (a read timeout on a POST, a TLS failure, a bad URL)
+        ├── RequestBuildError        the context cannot make this request: a placeholder or
+        │                            header value it cannot carry, a function that failed
         ├── ResponseError            a response mapped to ``"fail"`` (other 4xx, a POST's 5xx)
         │   ├── CheckFailed          a ``check`` did not hold; ``check`` says which
         │   └── CaptureFailed        a ``capture`` found nothing; ``key`` names it
@@ -39,6 +41,7 @@ __all__ = [
     "HTTPError",
     "HTTPStopped",
     "PollTimeout",
+    "RequestBuildError",
     "ResponseError",
     "ResponseInfo",
     "RetriesExhausted",
@@ -120,6 +123,21 @@ class TransportError(HTTPError):
     Unsafe: a POST whose response was lost may have been processed.  Pointless: a TLS
     failure, a malformed URL.
     """
+
+
+class RequestBuildError(HTTPError):
+    """The request could not be built from the context; nothing was sent.
+
+    ``part`` names what failed: ``"placeholder 'order_id'"`` (``None``, bytes, a
+    container, ``""`` or a dot segment such as ``".."``), ``"header 'X-Sig'"`` (a value
+    that is not ASCII text, or a line break; the value is never shown), or the
+    function of the context computing a header, a parameter or the body (its exception
+    is the ``__cause__``).
+    """
+
+    def __init__(self, *args: object, part: str = "", **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.part = part
 
 
 class ResponseError(HTTPError):

@@ -15,7 +15,8 @@
 Each poll sends the `Request` through its client (auth, limits and logging included)
 and looks at the response with the conditions (`service_flow.http.conditions`):
 
-* when ``alarm`` holds, `Alarm` is raised, carrying the condition and the response;
+* when ``alarm`` holds, `Alarm` is raised, carrying the alarm that held (one of a
+  list) and the response;
 * when ``until`` holds, the response goes through the request's checks and captures
   (its status mapping is skipped: ``until`` already said this response is the answer),
   and the captures are merged into the context, as a request's would be;
@@ -39,7 +40,10 @@ The errors, under `service_flow.http.HTTPError`::
 from __future__ import annotations
 
 import functools
+import math
+import numbers
 import random
+import sys
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from service_flow import _log
@@ -47,7 +51,7 @@ from service_flow._log import debug_logger
 from service_flow.clock import SYSTEM_CLOCK, Clock
 from service_flow.exceptions import ConfigurationError
 from service_flow.http import _redact
-from service_flow.http.conditions import Condition, ConditionSpec, Observed, as_condition
+from service_flow.http.conditions import AnyOf, Condition, ConditionSpec, Observed, as_condition
 from service_flow.http.errors import Alarm, HTTPError, PollTimeout
 from service_flow.http.request import Request, response_info
 from service_flow.http.status import parse_retry_after
@@ -90,12 +94,18 @@ class Poll(Service):
         the `requests`/`httpx` error it was made from: ``requests.ConnectionError``
         works too);
     ``max_attempts``, ``timeout``
-        when to give up: polls made, seconds since the first poll; at least one of
-        them.  A request in flight may overrun ``timeout`` by its own timeout;
+        when to give up: polls made (a whole number, at least 1), seconds since the
+        first poll (finite, more than 0); at least one of them.  A request in flight
+        may overrun ``timeout`` by its own timeout;
     ``interval``, ``backoff``, ``max_interval``, ``jitter``
         the wait before poll ``n + 1`` is ``min(max_interval, interval * backoff **
         (n - 1))`` less a random fraction up to ``jitter`` (`RetryPolicy`'s rule);
-        ``0`` polls without sleeping;
+        ``0`` polls without sleeping.  Finite numbers: seconds (0 or more), a factor
+        of at least 1, a fraction between 0 and 1; ``max_interval=None``: no cap but the
+        policy ceiling (an hour).
+
+    Every option is checked here: NaN, infinities, strings, booleans and negatives
+    are a `ConfigurationError` naming the option.
     ``clock``
         what it sleeps on and reads the time from (a `FakeClock` in tests);
     ``name``
@@ -141,25 +151,16 @@ class Poll(Service):
         ):
             msg = f"{owner}: max_attempts must be a whole number of at least 1, got {max_attempts!r}"
             raise ConfigurationError(msg)
-        if timeout is not None and (not isinstance(timeout, (int, float)) or not timeout > 0):
-            msg = f"{owner}: timeout must be a positive number of seconds, got {timeout!r}"
-            raise ConfigurationError(msg)
         self.max_attempts = max_attempts
-        self.timeout = None if timeout is None else float(timeout)
-        try:
-            self.intervals = RetryPolicy(
-                initial=interval,
-                multiplier=backoff,
-                max_delay=float("inf") if max_interval is None else max_interval,
-                jitter=jitter,
-            )
-        except ConfigurationError as error:
-            # Name the poll's options, not RetryPolicy's.
-            text = str(error).replace("RetryPolicy: ", "")
-            for ours, theirs in (("interval", "initial"), ("backoff", "multiplier"), ("max_interval", "max_delay")):
-                text = text.replace(f"{theirs} must", f"{ours} must")
-            msg = f"{owner}: {text}"
-            raise ConfigurationError(msg) from None
+        self.timeout = None if timeout is None else _number(timeout, "timeout", owner, above=0, rule="more than 0")
+        cap = None if max_interval is None else _number(max_interval, "max_interval", owner)
+        self.intervals = RetryPolicy(
+            initial=_number(interval, "interval", owner),
+            multiplier=_number(backoff, "backoff", owner, at_least=1, rule="at least 1", unit=""),
+            # No cap asked for: the largest finite one (a policy's caps are finite numbers).
+            max_delay=sys.float_info.max if cap is None else cap,
+            jitter=_number(jitter, "jitter", owner, at_most=1, rule="between 0 and 1", unit=""),
+        )
         self.clock = clock
         # The final response is judged by checks and captures only (see the module docs).
         self._final = request.with_options(on_status=_ANY_STATUS_OK)
@@ -175,12 +176,16 @@ class Poll(Service):
 
     # -- the parts shared by the sync and async loops -----------------------------------
 
-    def _judge(self, response: Any) -> str:
+    def _judge(self, response: Any) -> tuple[str, Condition | None]:
+        """What this response says, and the alarm that held (if one did)."""
         seen = Observed(response)
         # An alarm wins over success: a response saying both is not one to trust.
-        if self.alarm is not None and self.alarm.holds(seen):
-            return _Verdict.ALARM
-        return _Verdict.DONE if self.until.holds(seen) else _Verdict.WAIT
+        alarm = self.alarm
+        if alarm is not None:
+            held = alarm.holding(seen) if isinstance(alarm, AnyOf) else alarm if alarm.holds(seen) else None
+            if held is not None:
+                return _Verdict.ALARM, held
+        return (_Verdict.DONE if self.until.holds(seen) else _Verdict.WAIT), None
 
     def _ignored(self, error: BaseException) -> bool:
         if isinstance(error, self.ignore):
@@ -209,10 +214,10 @@ class Poll(Service):
             raise self._gave_up(why, attempt, elapsed, response, out, last_error)
         return delay
 
-    def _alarm(self, response: Any, out: Outgoing, attempt: int) -> Alarm:
+    def _alarm(self, response: Any, out: Outgoing, attempt: int, held: Condition | None) -> Alarm:
         info = response_info(response, out.secrets(self.request.auth))
-        condition = repr(self.alarm)
-        url = _redact.url(out.url)
+        condition = repr(held)
+        url = out.shown_url()
         excerpt = f"; body: {info.excerpt}" if info.excerpt else ""
         message = f"{out.method} {url} -> {info.status_code}: alarm {condition} held on poll {attempt}{excerpt}"
         _log.logger().warning("poll.alarm", service=self.name, condition=condition, attempts=attempt)
@@ -223,7 +228,7 @@ class Poll(Service):
     ) -> PollTimeout:
         secrets = out.secrets(self.request.auth)
         info = None if response is None else response_info(response, secrets)
-        url = _redact.url(out.url)
+        url = out.shown_url()
         last = f"last status {info.status_code}" if info is not None else "no response"
         if last_error is not None:
             last += f", last error {last_error}"
@@ -259,9 +264,10 @@ class Poll(Service):
             attempt += 1
             response: Any = None
             last_error = None
+            held = None
             try:
                 response = yield (SEND, None)
-                verdict = self._judge(response)
+                verdict, held = self._judge(response)
             except Exception as error:
                 if response is not None:
                     yield (CLOSE, response)
@@ -281,7 +287,7 @@ class Poll(Service):
                 yield (CLOSE, response)  # its content stays readable for the error messages
                 last = response
             if verdict is _Verdict.ALARM:
-                raise self._alarm(response, out, attempt)
+                raise self._alarm(response, out, attempt, held)
             delay = self._next_delay(attempt, last, started, out, last_error)
             if delay > 0:
                 yield (SLEEP, delay)
@@ -289,6 +295,7 @@ class Poll(Service):
     def __call__(self, context: dict[str, Any]) -> dict[str, Any]:
         """Poll with the request built from ``context``; return its captures from the final response."""
         out = self.request.build(context)
+        del context  # its values (secrets too) stay out of tracebacks rendered with locals
         request = self.request
         send, auth, limits = request.client.send, request.auth, request.limits
         loop = self._loop(out)
@@ -326,6 +333,30 @@ def _condition(spec: object, option: str, owner: str) -> Condition:
     except ConfigurationError as error:
         msg = f"{owner}: {option}: {error}"
         raise ConfigurationError(msg) from None
+
+
+def _number(  # noqa: PLR0913 - the bounds of one option, all keyword-only
+    value: object,
+    option: str,
+    owner: str,
+    *,
+    at_least: float = 0,
+    above: float | None = None,
+    at_most: float | None = None,
+    rule: str = "zero or more",
+    unit: str = " seconds",
+) -> float:
+    """``value`` as a float when it is a finite real number within bounds, else an error naming ``option``."""
+    number = math.nan if isinstance(value, bool) or not isinstance(value, numbers.Real) else float(value)
+    if (
+        not math.isfinite(number)
+        or number < at_least
+        or (above is not None and number <= above)
+        or (at_most is not None and number > at_most)
+    ):
+        msg = f"{owner}: {option} must be a finite number, {rule}{unit}, got {value!r}"
+        raise ConfigurationError(msg)
+    return number
 
 
 def _exception_types(ignore: object, owner: str) -> tuple[type[Exception], ...]:

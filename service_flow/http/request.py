@@ -21,22 +21,26 @@ Three parts, so that another transport (an async one) can reuse the first and th
 
 from __future__ import annotations
 
-import inspect
+import math
 import re
 import string
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Final, Union
-from urllib.parse import parse_qsl, quote, urlencode
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Final
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
-from service_flow.exceptions import ConfigurationError, MissingContextKey
+from jsonpath_ng import JSONPath
+
+from service_flow.exceptions import ConfigurationError, FlowError, MissingContextKey
 from service_flow.http import _jsonpath, _redact
-from service_flow.http.client import Client, Limit, Timeout, check_timeout
-from service_flow.http.conditions import Observed, as_condition, same_json
+from service_flow.http._jsonpath import Expression, PathError
+from service_flow.http.client import Client, Limit, Timeout, check_base_url, check_timeout, header_problem
+from service_flow.http.conditions import AllOf, Condition, ConditionSpec, Observed, as_condition
 from service_flow.http.errors import (
     CaptureFailed,
     CheckFailed,
     FatalHTTPError,
     HTTPStopped,
+    RequestBuildError,
     ResponseError,
     ResponseInfo,
     RetriesExhausted,
@@ -46,7 +50,7 @@ from service_flow.http.status import IDEMPOTENT_METHODS, Action, StatusActions, 
 from service_flow.service import Service
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Sequence
+    from collections.abc import Iterable
 
     from service_flow.http.auth import Auth
     from service_flow.http.errors import HTTPError
@@ -68,8 +72,6 @@ NOTHING: Final = _Nothing()
 """Marks an option that was not given (``None`` can be a value)."""
 
 Context = dict[str, Any]
-ResponseCheck = Callable[[Any], Any]
-"""A function check: takes the response, returns whether it is acceptable."""
 
 
 class Outgoing:
@@ -79,7 +81,19 @@ class Outgoing:
     no such body; ``headers`` do not include authentication (the sender adds it).
     """
 
-    __slots__ = ("allow_redirects", "data", "headers", "idempotent", "json", "method", "service", "timeout", "url")
+    __slots__ = (
+        "allow_redirects",
+        "data",
+        "headers",
+        "hidden",
+        "idempotent",
+        "json",
+        "method",
+        "service",
+        "shown",
+        "timeout",
+        "url",
+    )
 
     def __init__(  # noqa: PLR0913 - one field each, set by Request.build
         self,
@@ -93,6 +107,8 @@ class Outgoing:
         allow_redirects: bool = True,
         idempotent: bool = True,
         service: str = "",
+        shown: str | None = None,
+        hidden: tuple[str, ...] = (),
     ) -> None:
         self.method = method
         self.url = url
@@ -103,13 +119,26 @@ class Outgoing:
         self.allow_redirects = allow_redirects
         self.idempotent = idempotent
         self.service = service
+        self.shown = shown
+        self.hidden = hidden
+
+    def shown_url(self) -> str:
+        """The URL as logs and errors show it: user info, secret parameters and placeholders masked."""
+        return self.shown if self.shown is not None else _redact.url(self.url)
 
     def secrets(self, auth: Auth | None = None) -> list[str]:
         """Every secret value this request carries (for masking them in messages)."""
         found = [value for name, value in self.headers.items() if _redact.is_sensitive_header(name)]
+        found += self.hidden
         if auth is not None:
             found += list(auth.headers().values())
             found += [v.split(" ", 1)[1] for v in auth.headers().values() if " " in v]
+            more = getattr(auth, "secrets", None)  # BasicAuth's password, "user:password"
+            if callable(more):
+                found += [str(secret) for secret in more()]
+        parts = urlsplit(self.url) if "@" in self.url else None
+        if parts is not None and parts.password:
+            found += [parts.password, f"{parts.username}:{parts.password}"]
         if "?" in self.url:
             query = self.url.split("?", 1)[1].split("#", 1)[0]
             found += [v for k, v in parse_qsl(query) if _redact.is_sensitive_field(k)]
@@ -118,25 +147,30 @@ class Outgoing:
         return sorted(set(found), key=len, reverse=True)  # longest first: no partial masks
 
     def __repr__(self) -> str:
-        return f"<Outgoing {self.method} {_redact.url(self.url)}>"
+        return f"<Outgoing {self.method} {self.shown_url()}>"
 
 
 # -- JSON paths -------------------------------------------------------------------------
 
 PathFinder = Callable[[Any], list[Any]]
-NOT_JSON: Final = "the body is not JSON"
 
 
-def compile_json_path(expression: str) -> PathFinder:
+def compile_json_path(expression: Expression) -> PathFinder:
     """A function giving every match of ``expression`` in a JSON document, as a list.
 
-    Plain paths (``$.data.items[0]['id']``) are walked directly, the rest goes to
-    jsonpath-ng; a malformed expression raises `ConfigurationError` now, not per call.
+    ``expression`` is a string starting with ``$`` or an expression compiled by
+    jsonpath-ng.  Plain paths (``$.data.items[0]['id']``) are walked directly, the rest
+    goes to jsonpath-ng; a malformed expression raises `ConfigurationError` now, not
+    per call.  The function raises `PathError` when jsonpath-ng fails on a document.
     """
-    if not isinstance(expression, str) or not expression.startswith("$"):
+    if isinstance(expression, str) and not expression.startswith("$"):
         msg = f"a JSON path starts with '$', got {expression!r}"
         raise ConfigurationError(msg)
     return _jsonpath.finder(expression)
+
+
+def _is_path(spec: object) -> bool:
+    return isinstance(spec, (str, JSONPath))
 
 
 # -- captures ---------------------------------------------------------------------------
@@ -146,8 +180,11 @@ class Capture:
     """Where a captured value comes from: a JSON path, a header, or a function of the response.
 
     ``Capture.json("$.data.id")`` gives the first match (``all=True``: a list of every
-    match); ``Capture.header("ETag")``; ``Capture.using(lambda response: ...)``.
-    Without a ``default``, finding nothing raises `CaptureFailed`.
+    match); ``Capture.header("ETag")``; ``Capture.using(lambda response: ...)``.  A path
+    is a string or an expression compiled by jsonpath-ng.  Without a ``default``,
+    finding nothing raises `CaptureFailed`; a body that is not JSON finds nothing, and a
+    path jsonpath-ng cannot evaluate on the body (a filter comparing mixed types) is a
+    `CaptureFailed` naming the path, default or not.
     """
 
     __slots__ = ("default", "describe", "finder", "kind", "source", "take_all")
@@ -158,13 +195,16 @@ class Capture:
         self.take_all = take_all
         self.default = default
         self.finder: PathFinder | None = compile_json_path(source) if kind == "json" else None
-        self.describe = {"json": f"JSON path {source!r}", "header": f"header {source!r}"}.get(
+        self.describe = {"json": f"JSON path {_jsonpath.text_of(source)!r}", "header": f"header {source!r}"}.get(
             kind, f"function {getattr(source, '__name__', source)!r}"
         )
 
     @classmethod
-    def json(cls, path: str, *, all: bool = False, default: Any = NOTHING) -> Capture:  # noqa: A002 - reads well
+    def json(cls, path: Expression, *, all: bool = False, default: Any = NOTHING) -> Capture:  # noqa: A002 - reads well
         """The first match of ``path`` in the JSON body (a list of all matches with ``all=True``)."""
+        if not _is_path(path):
+            msg = f"Capture.json() takes a JSON path ('$.data') or a jsonpath-ng expression, got {path!r}"
+            raise ConfigurationError(msg)
         return cls("json", path, take_all=all, default=default)
 
     @classmethod
@@ -182,10 +222,10 @@ class Capture:
 
     @classmethod
     def of(cls, spec: Any, key: str) -> Capture:
-        """A `Capture`, a ``"$..."`` JSON path or a function of the response, as a `Capture`."""
+        """A `Capture`, a JSON path (``"$..."`` or jsonpath-ng's) or a function of the response, as a `Capture`."""
         if isinstance(spec, Capture):
             return spec
-        if isinstance(spec, str):
+        if _is_path(spec):
             return cls.json(spec)
         if callable(spec):
             return cls.using(spec)
@@ -193,7 +233,10 @@ class Capture:
         raise ConfigurationError(msg)
 
     def take(self, response: Any, body: Observed) -> Any:
-        """The captured value; `NOTHING` when nothing was found and there is no default."""
+        """The captured value; `NOTHING` when nothing was found and there is no default.
+
+        Raises `PathError` when the JSON path cannot be evaluated on the body.
+        """
         if self.kind == "json":
             assert self.finder is not None  # noqa: S101 - set for every JSON capture
             if not body.is_json:
@@ -219,138 +262,51 @@ def _capture(kind: str, source: Any, take_all: bool, default: Any) -> Capture:
     return Capture(kind, source, take_all=take_all, default=default)
 
 
-# -- checks -----------------------------------------------------------------------------
+# -- checks: conditions the response must meet ------------------------------------------
 
 
 class _Check:
-    """One assertion on a response: ``problem`` says what was wrong, ``None`` when it holds."""
+    """One condition the response must meet, and the message to raise when it does not."""
 
-    __slots__ = ("describe",)
+    __slots__ = ("condition", "message")
 
-    describe: str
+    def __init__(self, condition: Condition, message: str | None = None) -> None:
+        self.condition = condition
+        self.message = message
 
-    def problem(self, response: Any, body: Observed) -> str | None:
-        raise NotImplementedError
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_Check, (self.condition, self.message))
 
-
-class _StatusIs(_Check):
-    __slots__ = ("expected",)
-
-    def __init__(self, expected: Any) -> None:
-        values = (expected,) if isinstance(expected, int) else tuple(expected)
-        if not values or not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
-            msg = f"check(status=) takes a status or a collection of them, got {expected!r}"
-            raise ConfigurationError(msg)
-        self.expected = frozenset(values)
-        shown = values[0] if len(values) == 1 else sorted(values)
-        self.describe = f"status == {shown}" if len(values) == 1 else f"status in {shown}"
-
-    def problem(self, response: Any, body: Observed) -> str | None:  # noqa: ARG002
-        status = response.status_code
-        return None if status in self.expected else f"got {status}"
+    def __repr__(self) -> str:
+        said = "" if self.message is None else f": {self.message!r}"
+        return f"<check {self.condition!r}{said}>"
 
 
-class _JsonIs(_Check):
-    __slots__ = ("expected",)
-
-    def __init__(self, expected: Any) -> None:
-        self.expected = expected
-        self.describe = "JSON body equals the expected value"
-
-    def problem(self, response: Any, body: Observed) -> str | None:  # noqa: ARG002
-        if not body.is_json:
-            return NOT_JSON
-        return None if same_json(body.json, self.expected) else "the body differs"
+CheckSpec = ConditionSpec
+"""A check is a condition, in any form `as_condition` takes (the same as `Poll`'s)."""
 
 
-class _PathIs(_Check):
-    __slots__ = ("expected", "finder", "path")
+def parse_checks(spec: object, message: str | None = None, *, owner: str = "Request") -> tuple[_Check, ...]:
+    """The checks ``spec`` asks for: ``None`` for none, or one condition in any accepted form.
 
-    def __init__(self, path: str, expected: Any) -> None:
-        self.path = path
-        self.finder = compile_json_path(path)
-        self.expected = expected
-        self.describe = f"JSON path {path!r} == expected value"
-
-    def problem(self, response: Any, body: Observed) -> str | None:  # noqa: ARG002
-        if not body.is_json:
-            return NOT_JSON
-        data = body.json
-        matches = self.finder(data)
-        if not matches:
-            return f"{self.path!r} matched nothing"
-        if same_json(matches[0], self.expected):
-            return None
-        return f"{self.path!r} is a {type(matches[0]).__name__} of a different value"
-
-
-class _HeaderIs(_Check):
-    __slots__ = ("expected", "header")
-
-    def __init__(self, header: str, expected: str) -> None:
-        self.header = header
-        self.expected = expected
-        self.describe = f"header {header!r} == {expected!r}"
-
-    def problem(self, response: Any, body: Observed) -> str | None:  # noqa: ARG002
-        got = response.headers.get(self.header)
-        if got == self.expected:
-            return None
-        return "it is missing" if got is None else "it differs"
-
-
-class _Holds(_Check):
-    __slots__ = ("func",)
-
-    def __init__(self, func: ResponseCheck) -> None:
-        self.func = func
-        named = inspect.isfunction(func) or inspect.ismethod(func)
-        self.describe = f"{func.__name__}(response)" if named else repr(func)
-
-    def problem(self, response: Any, body: Observed) -> str | None:  # noqa: ARG002
-        return None if self.func(response) else "it returned a false value"
-
-
-CheckSpec = Union[Mapping[str, Any], ResponseCheck]
-"""A check: ``{"status": 200, "json": {...}, "jsonpath": {...}, "headers": {...}}`` or a function."""
-
-_CHECK_KINDS = ("status", "json", "jsonpath", "headers")
-
-
-def parse_checks(spec: CheckSpec | Sequence[CheckSpec] | None) -> tuple[_Check, ...]:
-    """Checks from a mapping of kinds, a function of the response, or a list of those."""
+    A condition made of parts that must all hold (``a & b``, a dict) becomes one check
+    per part, so that a failure names the part that failed.  A list means any of its
+    items, as everywhere conditions are given.
+    """
     if spec is None:
         return ()
-    if isinstance(spec, Mapping):
-        if any(k not in _CHECK_KINDS for k in spec) or isinstance(spec.get("jsonpath"), list):
-            # httsleep's dict form, as polling conditions take it ({"status_code": 200, ...}).
-            return (_Holds(as_condition(spec)),)
-        checks: list[_Check] = []
-        # Presence, never truthiness, decides: {"json": {}} and {"status": 0} are checks too.
-        if "status" in spec:
-            checks.append(_StatusIs(spec["status"]))
-        if "json" in spec:
-            checks.append(_JsonIs(spec["json"]))
-        for path, expected in _mapping(spec.get("jsonpath"), "jsonpath").items():
-            checks.append(_PathIs(path, expected))
-        for name, expected in _mapping(spec.get("headers"), "headers").items():
-            checks.append(_HeaderIs(name, expected))
-        return tuple(checks)
-    if callable(spec):
-        return (_Holds(spec),)
-    if isinstance(spec, (list, tuple)):
-        return tuple(check for item in spec for check in parse_checks(item))
-    msg = f"check takes a mapping ({{'status': 200}}), a function of the response or a list of them, got {spec!r}"
-    raise ConfigurationError(msg)
-
-
-def _mapping(value: Any, what: str) -> Mapping[str, Any]:
-    if value is None:
-        return {}
-    if not isinstance(value, Mapping):
-        msg = f"check {what!r} takes a mapping, got {value!r}"
+    if isinstance(spec, tuple) and spec and all(isinstance(item, _Check) for item in spec):
+        return spec  # already parsed: the checks a fluent `check()` collected
+    if message is not None and (not isinstance(message, str) or not message.strip()):
+        msg = f"{owner}: check(message=) takes a non-empty str, got {message!r}"
         raise ConfigurationError(msg)
-    return value
+    try:
+        condition = as_condition(spec)
+    except ConfigurationError as error:
+        msg = f"{owner}: check: {error}"
+        raise ConfigurationError(msg) from None
+    parts = condition.conditions if isinstance(condition, AllOf) else (condition,)
+    return tuple(_Check(part, message) for part in parts)
 
 
 # -- the service ------------------------------------------------------------------------
@@ -359,22 +315,102 @@ _FORMATTER = string.Formatter()
 _SUCCESS = range(200, 300)
 _SUCCESS_CLASS = 2
 _IDENTIFIER = re.compile(r"[A-Za-z_]\w*\Z")
+_ABSOLUTE = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
+_NOT_IN_A_URL = (bytes, bytearray, memoryview, Mapping, list, tuple, set, frozenset)
 
 
-def _url_template(url: str, owner: str) -> tuple[tuple[str, str | None], ...]:
-    """``"/users/{id}/x"`` as ``(("/users/", "id"), ("/x", None))``."""
+class Placeholder:
+    """One ``{key}`` of a URL template: where it is, and whether its value is a secret."""
+
+    __slots__ = ("in_path", "key", "secret")
+
+    def __init__(self, key: str, *, in_path: bool) -> None:
+        self.key = key
+        self.in_path = in_path
+        self.secret = _redact.is_sensitive_field(key)
+
+
+def _url_template(url: str, owner: str) -> tuple[tuple[str, Placeholder | None], ...]:
+    """``"/users/{id}/x"`` as ``(("/users/", Placeholder("id")), ("/x", None))``."""
     try:
         parsed = list(_FORMATTER.parse(url))
     except ValueError as error:
-        msg = f"{owner}: the URL {url!r} is not a valid template: {error}"
+        msg = f"{owner}: the URL {_redact.url(url)!r} is not a valid template: {error}"
         raise ConfigurationError(msg) from None
-    parts = []
-    for literal, field, _spec, _conversion in parsed:
-        if field is not None and not _IDENTIFIER.match(field):
-            msg = f"{owner}: URL placeholders name a context key, like {{user_id}}; got {{{field}}}"
+    parts: list[tuple[str, Placeholder | None]] = []
+    in_path = True
+    for literal, field, spec, conversion in parsed:
+        in_path = in_path and "?" not in literal and "#" not in literal
+        if field is None:
+            parts.append((literal, None))
+            continue
+        if not _IDENTIFIER.match(field) or spec or conversion:
+            given = f"{field}{'!' + conversion if conversion else ''}{':' + spec if spec else ''}"
+            msg = (
+                f"{owner}: URL placeholders name a context key, like {{user_id}}, without "
+                f"conversions or format specs; got {{{given}}}"
+            )
             raise ConfigurationError(msg)
-        parts.append((literal, field))
+        parts.append((literal, Placeholder(field, in_path=in_path)))
     return tuple(parts)
+
+
+def _url_value(value: Any, place: Placeholder) -> str | None:
+    """``value`` quoted for its placeholder, or ``None`` when it cannot stand in one."""
+    kind = type(value)
+    if kind is int:
+        return str(value)
+    if kind is not str:
+        if value is None or isinstance(value, (bool, *_NOT_IN_A_URL)):
+            return None
+        if isinstance(value, float) and not math.isfinite(value):
+            return None
+        value = str(value)
+    if not value or (place.in_path and not value.strip(".")):
+        return None  # "" empties its segment; "." and ".." would be removed with it
+    return quote(value, safe="")
+
+
+def _why_not(value: Any) -> str:
+    if value is None or isinstance(value, (bool, *_NOT_IN_A_URL)):
+        return f"it is {'None' if value is None else 'a ' + type(value).__name__}, not a string or a number"
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"{value!r} is not a finite number"
+    if not str(value):
+        return "an empty string would leave its path segment empty"
+    return "it is made only of dots: '.' and '..' are removed from URL paths, with a segment"
+
+
+def _put(headers: dict[str, str], key: str, value: str | None) -> None:
+    """Set (or, with ``None``, remove) header ``key``, replacing it whatever its case."""
+    lowered = key.lower()
+    for existing in [name for name in headers if name.lower() == lowered]:
+        del headers[existing]
+    if value is not None:
+        headers[key] = value
+
+
+def _query(pairs: Iterable[tuple[str, Any]]) -> str:
+    """``pairs`` URL-encoded; ``None`` values (also in lists) are left out, as `requests` does."""
+    kept: list[tuple[str, Any]] = []
+    for name, value in pairs:
+        if value is None:
+            continue
+        kept.append((name, [item for item in value if item is not None] if isinstance(value, (list, tuple)) else value))
+    return urlencode(kept, doseq=True)
+
+
+class _Missing(KeyError):
+    """A function of the context read a key the context does not have."""
+
+
+class _Lookup(dict):  # type: ignore[type-arg]
+    """The context as functions of it see it: a missing key is told apart from other KeyErrors."""
+
+    __slots__ = ()
+
+    def __missing__(self, key: Any) -> Any:
+        raise _Missing(key)
 
 
 def _pairs(value: Any, what: str, owner: str) -> list[tuple[str, Any]]:
@@ -403,8 +439,11 @@ class Request(Service):
         Request.get("/users/{user_id}", client=api).capture("user", "$.data").check(status=200)
 
     ``method``, ``url``
-        ``{name}`` placeholders are filled from the context (URL-quoted); a relative URL
-        is joined to ``base_url`` (the request's, else the client's);
+        ``{name}`` placeholders are filled from the context (URL-quoted, each value
+        within its segment; ``None``, bytes, containers, ``""`` and dot segments raise
+        `RequestBuildError`); a relative URL is joined to ``base_url`` (the
+        request's, else the client's), a protocol-relative one (``//host/p``) keeps
+        its host;
     ``params``, ``headers``
         a mapping or pairs, or a function of the context returning one; a value in the
         mapping may itself be a function of the context.  ``params`` add to a query
@@ -416,9 +455,10 @@ class Request(Service):
         ``{key: spec}``: the values put in the context, from a JSON path (``"$.data"``),
         a `Capture`, or a function of the response.  They are the service's ``provides``;
     ``check``
-        ``{"status": 200, "json": ..., "jsonpath": {path: value}, "headers": {...}}``,
-        a function of the response, or a list of those: all must hold, else
-        `CheckFailed`;
+        a condition the response must meet, else `CheckFailed`: in any form `Poll`'s
+        conditions take (`service_flow.http.conditions`): a `Condition`, a function of
+        the response, the dict form ``{"status": 200, "json": ..., "jsonpath": {path:
+        value}, "headers": {...}}`` (every part must hold) or a list (any of them);
     ``on_status``
         overrides of the client's status mapping (see `service_flow.http.status`);
     ``idempotent``
@@ -430,7 +470,8 @@ class Request(Service):
         the `Client` sending it (default: a new one; requests built from each other
         with the fluent methods share it);
     ``name``
-        the step's name in logs and errors (default: ``"GET /users/{user_id}"``).
+        the step's name in logs and errors (default: ``"GET /users/{user_id}"``, with
+        the URL's secrets masked).
     """
 
     name: ClassVar[str | None] = None
@@ -448,7 +489,7 @@ class Request(Service):
         json: Any = NOTHING,
         data: Any = None,
         capture: Mapping[str, Any] | None = None,
-        check: CheckSpec | Sequence[CheckSpec] | None = None,
+        check: CheckSpec | None = None,
         on_status: StatusActions | None = None,
         idempotent: bool | None = None,
         timeout: Timeout | None = None,
@@ -484,7 +525,7 @@ class Request(Service):
             "allow_redirects": allow_redirects,
             "name": name,
         }
-        label = name or f"{method} {url}"
+        label = name or f"{method} {_redact.url(url)}"  # a step's name is logged: no secrets in it
         owner = f"Request {label!r}"
         # Instance attributes shadow Service's class-level declarations on purpose.
         self.name = label  # type: ignore[misc]
@@ -507,7 +548,7 @@ class Request(Service):
         self._plain_2xx = _SUCCESS_CLASS not in self._status_map.by_class and not any(
             s in _SUCCESS for s in self._status_map.by_status
         )
-        self._checks = parse_checks(check)
+        self._checks = parse_checks(check, owner=owner)
         self._captures = tuple((key, Capture.of(spec, key)) for key, spec in self._config["capture"].items())
         for key, _ in self._captures:
             if not isinstance(key, str) or not key:
@@ -517,9 +558,17 @@ class Request(Service):
 
     def _compile_url(self, base_url: str | None, params: Any, owner: str) -> None:
         # The base joined once; static params encoded once.
-        base = base_url.rstrip("/") if base_url else self.client.base_url
+        base = check_base_url(base_url, owner) if base_url is not None else self.client.base_url
         url = self.url
-        full = url if "://" in url or not base else f"{base}/{url.lstrip('/')}"
+        if url.startswith("//"):  # protocol-relative: its own host, the base's scheme
+            if not base:
+                msg = f"{owner}: the URL {_redact.url(url)!r} has no scheme; write https://... or give a base_url"
+                raise ConfigurationError(msg)
+            full = f"{urlsplit(base).scheme}:{url}"
+        elif _ABSOLUTE.match(url) or not base:
+            full = url
+        else:
+            full = f"{base}/{url.lstrip('/')}"
         self._static_query = ""
         self._params: Callable[[Context], Any] | None = None
         self._param_pairs: list[tuple[str, Any]] = []
@@ -530,12 +579,13 @@ class Request(Service):
             if any(callable(v) for _, v in pairs):
                 self._param_pairs = pairs
             else:
-                self._static_query = urlencode(pairs, doseq=True)
+                self._static_query = _query(pairs)
         self._template = _url_template(full, owner)
         self._fixed_url: str | None = None
-        if all(field is None for _, field in self._template):
+        if all(place is None for _, place in self._template):
             self._fixed_url = _add_query("".join(lit for lit, _ in self._template), self._static_query)
-        self.requires = tuple(dict.fromkeys(f for _, f in self._template if f is not None))
+        self._secret_places = any(place is not None and place.secret for _, place in self._template)
+        self.requires = tuple(dict.fromkeys(place.key for _, place in self._template if place is not None))
         """The context keys the URL's placeholders need."""
 
     def _compile_headers(self, headers: Any, owner: str) -> None:
@@ -548,9 +598,14 @@ class Request(Service):
         elif headers is not None:
             for key, value in _pairs(headers, "headers", owner):
                 if callable(value):
+                    problem = header_problem(key, "")
                     self._header_funcs.append((key, value))
-                else:
-                    static_headers[key] = str(value)
+                else:  # as in requests, None removes a client's header
+                    problem = header_problem(key, "" if value is None else value)
+                    _put(static_headers, key, value)
+                if problem is not None:
+                    msg = f"{owner}: {problem}"
+                    raise ConfigurationError(msg)
         self._static_headers = static_headers
 
     def _compile_body(self, json: Any, data: Any, owner: str) -> None:
@@ -600,19 +655,22 @@ class Request(Service):
     def capture(
         self,
         key: str,
-        path: str | Callable[[Any], Any] | Capture | None = None,
+        path: Expression | Callable[[Any], Any] | Capture | None = None,
         *,
         header: str | None = None,
         all: bool = False,  # noqa: A002 - reads well: capture("ids", "$.items[*].id", all=True)
         default: Any = NOTHING,
     ) -> Request:
-        """Also put ``key`` in the context: from a JSON ``path``, a ``header``, or a function of the response."""
+        """Also put ``key`` in the context: from a JSON ``path``, a ``header``, or a function of the response.
+
+        ``path`` is a string (``"$.data"``) or an expression compiled by jsonpath-ng.
+        """
         if (path is None) == (header is None):
             msg = f"Request {self.name!r}: capture({key!r}) takes a JSON path or function, or header=, exactly one"
             raise ConfigurationError(msg)
         if header is not None:
             spec: Capture = Capture.header(header, default=default)
-        elif isinstance(path, str):
+        elif isinstance(path, (str, JSONPath)):
             spec = Capture.json(path, all=all, default=default)
         else:
             spec = Capture.of(path, key)
@@ -620,28 +678,34 @@ class Request(Service):
 
     def check(
         self,
-        *conditions: ResponseCheck,
+        *conditions: ConditionSpec,
+        message: str | None = None,
         status: Any = NOTHING,
         json: Any = NOTHING,
-        jsonpath: Mapping[str, Any] | None = None,
-        headers: Mapping[str, str] | None = None,
+        jsonpath: Any = NOTHING,
+        headers: Mapping[str, str | None] | _Nothing | None = NOTHING,
+        text: str | _Nothing = NOTHING,
     ) -> Request:
-        """Also require these of the response: functions of it, a ``status``, a ``json`` body, path values, headers."""
-        spec: dict[str, Any] = {}
-        if status is not NOTHING:
-            spec["status"] = status
-        if json is not NOTHING:
-            spec["json"] = json
-        if jsonpath is not None:
-            spec["jsonpath"] = jsonpath
-        if headers is not None:
-            spec["headers"] = headers
-        previous = self._config["check"]
-        specs: list[Any] = (
-            [] if previous is None else list(previous) if isinstance(previous, (list, tuple)) else [previous]
-        )
-        specs += [*conditions, spec] if spec else list(conditions)
-        return self._replace(check=specs)
+        """Also require these conditions of the response, else `CheckFailed` (saying ``message``, when given).
+
+        Each positional condition takes any form `Poll`'s conditions take: a `Condition`
+        (``Status(200) & (JsonPath("$.state") == "done")``), a function of the response,
+        the dict form, a list (any of its items).  The keywords are the dict form's keys:
+        ``check(status=200, jsonpath={"$.state": "done"})`` is ``check({"status": 200,
+        "jsonpath": {"$.state": "done"}})``.  Every condition given must hold.
+        """
+        given = {"status": status, "json": json, "jsonpath": jsonpath, "headers": headers, "text": text}
+        parts = {key: value for key, value in given.items() if value is not NOTHING}
+        for key in ("jsonpath", "headers"):  # None: not given, as before
+            if parts.get(key, NOTHING) is None:
+                del parts[key]
+        specs = [*conditions, parts] if parts else list(conditions)
+        owner = f"Request {self.name!r}"
+        if not specs:
+            msg = f"{owner}: check() needs a condition (or status=, json=, jsonpath=, headers=, text=)"
+            raise ConfigurationError(msg)
+        added = tuple(check for spec in specs for check in parse_checks(spec, message, owner=owner))
+        return self._replace(check=self._checks + added)
 
     def with_params(self, params: Any) -> Request:
         """Send these query parameters (a mapping, pairs, or a function of the context)."""
@@ -668,6 +732,7 @@ class Request(Service):
     def __call__(self, context: Context) -> dict[str, Any]:
         """Send the request built from ``context``; return the captured values."""
         out = self.build(context)
+        del context  # its values (secrets too) stay out of tracebacks rendered with locals
         response = self.client.send(out, auth=self.auth, limits=self.limits)
         try:
             return self.interpret(response, out)
@@ -678,34 +743,35 @@ class Request(Service):
     def build(self, context: Context) -> Outgoing:
         """The request to send for ``context``: URL, headers and body filled in."""
         url = self._fixed_url
+        shown: str | None = None
+        hidden: tuple[str, ...] = ()
         if url is None:
-            try:
-                url = "".join(
-                    literal if field is None else literal + quote(str(context[field]), safe="")
-                    for literal, field in self._template
-                )
-            except KeyError as error:
-                raise self._missing(str(error.args[0]), context, "its URL") from None
+            url = self._fill(context)
+            if self._secret_places:
+                shown = _redact.url(_add_query(self._fill(context, masked=True), self._static_query))
+                hidden = tuple(str(context[p.key]) for _, p in self._template if p is not None and p.secret)
             url = _add_query(url, self._static_query)
+        view = None
         if self._params is not None or self._param_pairs:
-            url = _add_query(url, urlencode(self._dynamic_pairs(context), doseq=True))
-        headers = self._static_headers
-        if self._headers_func is not None or self._header_funcs:
-            headers = dict(headers)
-            if self._headers_func is not None:
-                headers.update(
-                    (k, str(v)) for k, v in _pairs(self._headers_func(context), "headers", f"Request {self.name!r}")
-                )
-            for key, func in self._header_funcs:
-                headers[key] = str(func(context))
+            view = _Lookup(context)
+            query = _query(self._dynamic_pairs(view, context))
+            url = _add_query(url, query)
+            if shown is not None:
+                shown = _redact.url(_add_query(shown, query))
         body = self._json
         if callable(body):
-            body = body(context)
+            body = self._apply(body, context, "its JSON body")
         data = self._data
         if callable(data):
-            data = data(context)
+            data = self._apply(data, context, "its form body")
         elif self._data_funcs:
-            data = {k: v(context) if callable(v) else v for k, v in data.items()}
+            data = {k: self._apply(v, context, f"form field {k!r}") if callable(v) else v for k, v in data.items()}
+        # Headers last, so that no frame raising an error holds their values.
+        headers = (
+            self._static_headers
+            if self._headers_func is None and not self._header_funcs
+            else self._dynamic_headers(_Lookup(context) if view is None else view, context)
+        )
         return Outgoing(
             self.method,
             url,
@@ -716,12 +782,76 @@ class Request(Service):
             allow_redirects=self._allow_redirects,
             idempotent=self._idempotent,
             service=self.name or "",
+            shown=shown,
+            hidden=hidden,
         )
 
-    def _dynamic_pairs(self, context: Context) -> list[tuple[str, Any]]:
+    def _fill(self, context: Context, *, masked: bool = False) -> str:
+        """The URL template filled from ``context`` (secret placeholders as ``***`` when ``masked``)."""
+        parts = []
+        for literal, place in self._template:
+            parts.append(literal)
+            if place is None:
+                continue
+            if masked and place.secret:
+                parts.append(_redact.MASK)
+                continue
+            try:
+                value = context[place.key]
+            except KeyError:
+                raise self._missing(place.key, context, "its URL") from None
+            quoted = _url_value(value, place)
+            if quoted is None:
+                part = f"placeholder {place.key!r}"
+                why = _why_not(value)
+                msg = f"{self.name}: context key {place.key!r} cannot fill its URL placeholder: {why}"
+                raise RequestBuildError(msg, method=self.method, url=_redact.url(self.url), part=part)
+            parts.append(quoted)
+        return "".join(parts)
+
+    def _apply(self, func: Callable[[Context], Any], context: Context, what: str, view: Context | None = None) -> Any:
+        """``func(context)``; a missing key becomes `MissingContextKey`, other errors name ``what``."""
+        try:
+            return func(_Lookup(context) if view is None else view)
+        except _Missing as missing:
+            raise self._missing(str(missing.args[0]), context, what) from None
+        except FlowError:
+            raise  # StopFlow, Retry, Fatal... steer the run as they are
+        except Exception as error:
+            reason = _redact.scrub(f"{type(error).__name__}: {error}", ())[:300]
+            msg = f"{self.name}: the function computing {what} failed: {reason}"
+            raise RequestBuildError(msg, method=self.method, url=_redact.url(self.url), part=what) from error
+
+    def _dynamic_headers(self, view: Context, context: Context) -> dict[str, str]:
+        headers = dict(self._static_headers)
+        given: Any = None
+        value: Any = None
+        problem = None
+        try:
+            pairs: list[tuple[str, Any]] = []
+            if self._headers_func is not None:
+                given = self._apply(self._headers_func, context, "its headers", view)
+                pairs = _pairs(given, "headers", f"Request {self.name!r}")
+            pairs += [(key, self._apply(func, context, f"header {key!r}", view)) for key, func in self._header_funcs]
+            for key, value in pairs:
+                if isinstance(value, (int, float)) and not isinstance(value, bool):
+                    value = str(value)  # noqa: PLW2901 - a computed number is sent as text
+                problem = None if value is None else header_problem(key, value)  # None: not sent
+                if problem is not None:
+                    break
+                _put(headers, key, value)
+            else:
+                return headers
+        finally:
+            # Header values stay out of this frame's locals (tracebacks rendered with locals).
+            del headers, given, value, pairs
+        msg = f"{self.name}: {problem}"
+        raise RequestBuildError(msg, method=self.method, url=_redact.url(self.url), part=f"header {key!r}")
+
+    def _dynamic_pairs(self, view: Context, context: Context) -> list[tuple[str, Any]]:
         if self._params is not None:
-            return _pairs(self._params(context), "params", f"Request {self.name!r}")
-        return [(k, v(context) if callable(v) else v) for k, v in self._param_pairs]
+            return _pairs(self._apply(self._params, context, "its params", view), "params", f"Request {self.name!r}")
+        return [(k, self._apply(v, context, f"param {k!r}", view) if callable(v) else v) for k, v in self._param_pairs]
 
     def _missing(self, key: str, context: Context, where: str) -> MissingContextKey:
         return MissingContextKey(
@@ -740,21 +870,31 @@ class Request(Service):
                 raise self._status_error(action, response, out)
         body = Observed(response)
         for check in self._checks:
-            problem = check.problem(response, body)
-            if problem is not None:
-                raise self._failure(
-                    CheckFailed, f"check {check.describe} failed: {problem}", response, out, check=check.describe
-                )
+            if not check.condition.holds(body):
+                raise self._check_failed(check, response, body, out)
         captured: dict[str, Any] = {}
         for key, capture in self._captures:
-            value = capture.take(response, body)
+            try:
+                value = capture.take(response, body)
+            except PathError as error:
+                why = f"jsonpath-ng could not evaluate it on the body ({error.reason})"
+                raise self._failure(
+                    CaptureFailed, f"capture {key!r} ({capture.describe}): {why}", response, out, key=key
+                ) from None
             if value is NOTHING:
-                why = NOT_JSON if capture.kind == "json" and not body.is_json else "found nothing"
+                why = body.not_json if capture.kind == "json" and not body.is_json else "found nothing"
                 raise self._failure(
                     CaptureFailed, f"capture {key!r} ({capture.describe}): {why}", response, out, key=key
                 )
             captured[key] = value
         return captured
+
+    def _check_failed(self, check: _Check, response: Any, body: Observed, out: Outgoing | None) -> HTTPError:
+        describe = repr(check.condition)
+        what = f"check {describe} failed: {check.condition.why_not(body)}"
+        if check.message is not None:
+            what = f"{check.message} ({what})"
+        return self._failure(CheckFailed, what, response, out, check=describe)
 
     def _status_error(self, action: Action, response: Any, out: Outgoing | None) -> Exception:
         if action is Action.RETRY:
@@ -781,9 +921,7 @@ class Request(Service):
         secrets = out.secrets(self.auth) if out is not None else []
         info = response_info(response, secrets)
         method = out.method if out is not None else self.method
-        url = _redact.url(out.url if out is not None else self.url)
-        for secret in secrets:
-            url = url.replace(secret, _redact.MASK)
+        url = out.shown_url() if out is not None else _redact.url(self.url)
         excerpt = f"; body: {info.excerpt}" if info.excerpt else ""
         message = f"{method} {url} -> {info.status_code}: {what}{excerpt}"
         return kind(message, method=method, url=url, response=info, **data)
