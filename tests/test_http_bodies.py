@@ -27,6 +27,7 @@ from service_flow.http import (
     Request,
     ResponseError,
     RetryableHTTPError,
+    TransportError,
 )
 
 if TYPE_CHECKING:
@@ -85,6 +86,11 @@ class Hostile(BaseHTTPRequestHandler):
                 raw = zlib.compressobj(6, zlib.DEFLATED, -zlib.MAX_WBITS)
                 data, encoding = raw.compress(body) + raw.flush(), "deflate"
             self._send(200, data, {"Content-Encoding": encoding, "Content-Type": "application/json"})
+        elif path.startswith("/truncated/"):  # /truncated/<gzip|deflate>: a compressed body cut short
+            encoding = path.split("/")[2]
+            whole = json.dumps({"data": {"id": 7}, "pad": "y" * 5000}).encode()
+            data = gzip.compress(whole) if encoding == "gzip" else zlib.compress(whole)
+            self._send(200, data[: len(data) // 2], {"Content-Encoding": encoding, "Content-Type": "application/json"})
         elif path.startswith("/redirect-bomb"):
             self._send(302, BOMB, {"Content-Encoding": "gzip", "Location": "/encoded/gzip"}, chunked=True)
         elif path == "/pending":
@@ -229,6 +235,24 @@ def test_compressed_bodies_are_read_whole_and_counted_inflated(base: str, encodi
     with pytest.raises(BodyTooLarge):  # about 5 kB inflated, much less on the wire
         client.get(f"/encoded/{encoding}", max_body=4000)({})
     client.teardown()
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate"])
+def test_a_truncated_compressed_body_is_a_transport_error_never_an_empty_success(base: str, encoding: str) -> None:
+    # The wire delivered every byte Content-Length promised, but the compressed stream
+    # stops halfway: the body is not the server's, so nothing may be captured from it.
+    client = Client(base)
+    with pytest.raises(TransportError, match="truncated") as raised:
+        client.get(f"/truncated/{encoding}").capture("size", lambda response: len(response.content))({})
+    assert not isinstance(raised.value, RetryableHTTPError)  # the same bytes come again
+    client.teardown()
+
+    async def main() -> None:
+        async with AsyncClient(base) as api:
+            with pytest.raises(TransportError, match="truncated"):
+                await api.get(f"/truncated/{encoding}").capture("size", lambda response: len(response.content))({})
+
+    asyncio.run(main())
 
 
 @pytest.mark.parametrize("route", ["/missing", "/missing-page"])

@@ -73,6 +73,12 @@ class _Inflate:
                 break
         return b"".join(out)
 
+    def finish(self) -> None:
+        """Raise `zlib.error` when the body ended inside its compressed stream (truncated)."""
+        if self._started and not self._obj.eof:
+            msg = "the compressed body ended before its compressed stream did (truncated)"
+            raise zlib.error(msg)
+
 
 def inflater(headers: Any) -> _Inflate | None:
     """Our decoder for the response's ``Content-Encoding``; ``None`` when the transport should decode."""
@@ -160,6 +166,8 @@ def read(response: Any, limit: int | None, *, head: bool = False) -> bool:
             _keep(response, collected.content(PREFIX_BYTES))
             response.close()
             return False
+    if decode is not None:
+        decode.finish()
     _keep(response, collected.content())
     return True
 
@@ -236,6 +244,8 @@ async def aread(response: Any, limit: int | None, *, head: bool = False) -> bool
             response._content = collected.content(PREFIX_BYTES)  # noqa: SLF001
             await response.aclose()
             return False
+    if decode is not None:
+        decode.finish()
     response._content = collected.content()  # noqa: SLF001
     await response.aclose()
     return True

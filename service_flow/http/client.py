@@ -21,6 +21,7 @@ The environment (proxies, ``NO_PROXY``, ``REQUESTS_CA_BUNDLE``/``CURL_CA_BUNDLE`
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import re
 import threading
@@ -205,33 +206,34 @@ class Client:
         pool_size: int = 32,
         clock: Clock = SYSTEM_CLOCK,
     ) -> None:
-        self.base_url = None if base_url is None else check_base_url(base_url, "Client")
-        self.headers: dict[str, str] = _checked_headers(headers, "Client")
+        owner = type(self).__name__  # AsyncClient's errors name AsyncClient
+        self.base_url = None if base_url is None else check_base_url(base_url, owner)
+        self.headers: dict[str, str] = _checked_headers(headers, owner)
         self.auth = auth
-        self.timeout = check_timeout(DEFAULT_TIMEOUT if timeout is None else timeout, "Client")
-        self.verify = check_verify(verify, "Client")
+        self.timeout = check_timeout(DEFAULT_TIMEOUT if timeout is None else timeout, owner)
+        self.verify = check_verify(verify, owner)
         if not isinstance(trust_env, bool):
-            msg = f"Client(trust_env=) takes True or False, got {trust_env!r}"  # type: ignore[unreachable]
+            msg = f"{owner}(trust_env=) takes True or False, got {trust_env!r}"  # type: ignore[unreachable]
             raise ConfigurationError(msg)
         self.trust_env = trust_env
-        self.max_body = check_max_body(max_body, "Client")
+        self.max_body = check_max_body(max_body, owner)
         self.limits: tuple[Limit, ...] = tuple(limits)
         self.status_map = StatusMap(on_status)
-        if max_retry_after < 0:
-            msg = f"Client(max_retry_after=) must be zero or more seconds, got {max_retry_after!r}"
+        if not _is_number(max_retry_after) or not 0 <= max_retry_after < math.inf:
+            msg = f"{owner}(max_retry_after=) takes a finite number of seconds, zero or more, got {max_retry_after!r}"
             raise ConfigurationError(msg)
         self.max_retry_after = float(max_retry_after)
-        if pool_size < 1:
-            msg = f"Client(pool_size=) must be at least 1, got {pool_size!r}"
+        if isinstance(pool_size, bool) or not isinstance(pool_size, int) or pool_size < 1:
+            msg = f"{owner}(pool_size=) takes a whole number of connections, at least 1, got {pool_size!r}"
             raise ConfigurationError(msg)
         self.pool_size = pool_size
         self.clock = clock
         if isinstance(retries, bool) or not isinstance(retries, (int, Urllib3Retry)) or retries is None:
-            msg = f"Client(retries=) takes a number of retries or a urllib3 Retry, got {retries!r}"
+            msg = f"{owner}(retries=) takes a number of retries or a urllib3 Retry, got {retries!r}"
             raise ConfigurationError(msg)
         if isinstance(retries, int):
             if retries < 0:
-                msg = f"Client(retries=) must be zero or more, got {retries!r}"
+                msg = f"{owner}(retries=) must be zero or more, got {retries!r}"
                 raise ConfigurationError(msg)
             retries = TransportRetry.of(retries, clock=clock, max_retry_after=max_retry_after) if retries else 0
         self.retries: int | Urllib3Retry = retries
@@ -704,15 +706,15 @@ def check_base_url(base_url: Any, owner: str) -> str:
     return str(base_url).rstrip("/")
 
 
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def check_timeout(timeout: Any, owner: str) -> float | tuple[float, float]:
     """``timeout`` validated: positive seconds, or a pair of them; never ``None``."""
     values = timeout if isinstance(timeout, tuple) else (timeout,)
-    if (
-        len(values) not in (1, 2)
-        or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
-        or not all(v > 0 for v in values)
-    ):
-        msg = f"{owner}(timeout=) takes positive seconds or a (connect, read) pair of them, got {timeout!r}"
+    if len(values) not in (1, 2) or not all(_is_number(v) for v in values) or not all(0 < v < math.inf for v in values):
+        msg = f"{owner}(timeout=) takes positive, finite seconds or a (connect, read) pair of them, got {timeout!r}"
         raise ConfigurationError(msg)
     return (float(values[0]), float(values[1])) if len(values) == 2 else float(values[0])  # noqa: PLR2004
 
