@@ -222,7 +222,6 @@ class AsyncClient(Client):
         or `TransportError` by the same rules as `Client.send`.
         """
         httpx = _httpx()
-        client = self._client(out.verify)
         attempt = 0
         while True:
             attempt += 1
@@ -230,7 +229,8 @@ class AsyncClient(Client):
             failure: BaseException | None = None
             token = _redact.sending.set(out.hidden) if out.hidden else None
             try:
-                response = await self._aattempt(client, out, auth, limits)
+                # Opening the httpx client loads the CAs: a bundle gone or unreadable fails here.
+                response = await self._aattempt(self._client(out.verify), out, auth, limits)
             except (httpx.TransportError, httpx.InvalidURL, OSError) as error:  # OSError: an ssl error unwrapped
                 failure = self._async_transport_error(out, error, time.perf_counter() - started, attempt, auth)
             except FlowError:

@@ -21,9 +21,11 @@ The environment (proxies, ``NO_PROXY``, ``REQUESTS_CA_BUNDLE``/``CURL_CA_BUNDLE`
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import os
 import re
+import ssl
 import threading
 import time
 import traceback
@@ -565,11 +567,28 @@ def check_verify(verify: Any, owner: str) -> bool | str:
     if isinstance(verify, (str, os.PathLike)):
         path = os.fspath(verify)
         if isinstance(path, str) and path and Path(path).exists():
+            if Path(path).is_file():
+                stat = Path(path).stat()
+                problem = _ca_file_problem(path, stat.st_mtime_ns, stat.st_size)
+                if problem is not None:
+                    msg = f"{owner}(verify=) names a file that is not a CA bundle: {verify!r} ({problem})"
+                    raise ConfigurationError(msg)
             return path
         msg = f"{owner}(verify=) names no CA bundle file or directory: {verify!r}"
         raise ConfigurationError(msg)
     msg = f"{owner}(verify=) takes True, False or the path of a CA bundle file or directory, got {verify!r}"
     raise ConfigurationError(msg)
+
+
+@functools.lru_cache(maxsize=64)
+def _ca_file_problem(path: str, mtime: int, size: int) -> str | None:
+    """Why the file at ``path`` cannot serve as CAs (``None`` when it can); cached per version of the file."""
+    del mtime, size  # part of the cache key: a file rewritten is checked again
+    try:
+        ssl.create_default_context(cafile=path)
+    except (ssl.SSLError, OSError, ValueError) as error:
+        return f"{type(error).__name__}: {error}"
+    return None
 
 
 def check_max_body(max_body: Any, owner: str) -> int | None:
