@@ -30,6 +30,10 @@ PREFIX_BYTES: Final = 8192
 DRAIN_BYTES: Final = 65536
 """How much more of an error's body is read (and dropped) so its connection can be reused."""
 
+POLLED_BYTES: Final = 1 << 20
+"""How much of a polled body is read when its status is not one the request accepts and no
+``max_body`` is set: conditions may judge it, a bomb behind a 503 costs no more than this."""
+
 CHUNK_BYTES: Final = 16384
 """How much is read from the transport at a time."""
 
@@ -148,6 +152,18 @@ def _keep(response: Any, content: bytes) -> None:
     response._content_consumed = True  # noqa: SLF001
 
 
+def _abandon(response: Any) -> None:
+    """Close a requests response whose body was not read to its end, and its connection.
+
+    requests' ``close()`` only releases the connection to the pool once the content is
+    set, as we set it: one with the rest of a body still coming must not be reused.
+    """
+    close = getattr(response.raw, "close", None)
+    if close is not None:
+        close()
+    response.close()
+
+
 def read(response: Any, limit: int | None, *, head: bool = False) -> bool:
     """Read the body of a requests response whole; ``False`` (and a prefix kept) past ``limit``."""
     loaded = _loaded(response)
@@ -157,14 +173,14 @@ def read(response: Any, limit: int | None, *, head: bool = False) -> bool:
         length = declared_length(response.headers)
         if length is not None and length > limit:
             _keep(response, b"")
-            response.close()
+            _abandon(response)
             return False
     decode = inflater(response.headers)
     collected = Collector(limit, decode)
     for chunk in _requests_chunks(response, decoded=decode is None):
         if not collected.add(chunk):
             _keep(response, collected.content(PREFIX_BYTES))
-            response.close()
+            _abandon(response)
             return False
     if decode is not None:
         decode.finish()
@@ -172,13 +188,14 @@ def read(response: Any, limit: int | None, *, head: bool = False) -> bool:
     return True
 
 
-def _drain(chunks: Iterator[bytes]) -> None:
-    """Read on, without keeping, up to `DRAIN_BYTES`: a body ending there leaves its connection reusable."""
+def _drain(chunks: Iterator[bytes]) -> bool:
+    """Read on, without keeping, up to `DRAIN_BYTES`; whether the body ended there (its connection reusable)."""
     drained = 0
     for chunk in chunks:
         drained += len(chunk)
         if drained > DRAIN_BYTES:
-            return
+            return False
+    return True
 
 
 def read_prefix(response: Any) -> bytes:
@@ -187,15 +204,21 @@ def read_prefix(response: Any) -> bytes:
     if loaded is not None:
         return loaded
     collected = Collector(PREFIX_BYTES, inflater(response.headers))
+    ended = False
     with contextlib.suppress(Exception):  # a body that cannot be read must not hide the error
         chunks = _requests_chunks(response, decoded=collected.decode is None)
         for chunk in chunks:
             if not collected.add(chunk):
-                _drain(chunks)
+                ended = _drain(chunks)
                 break
+        else:
+            ended = True
     content = collected.content(PREFIX_BYTES + 1)
     _keep(response, content)
-    response.close()
+    if ended:
+        response.close()
+    else:
+        _abandon(response)
     return content
 
 

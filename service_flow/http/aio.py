@@ -433,6 +433,20 @@ class AsyncRequest(Request):
         if not whole:
             raise self.too_large(response, out)
 
+    async def aread_polled(self, response: Any, out: Outgoing) -> None:
+        """Read a polled httpx response: as `aread_body`, or bounded as `Request.read_polled` says."""
+        if out.max_body is not None or self.accepts(response.status_code):
+            await self.aread_body(response, out)
+            return
+        failure = None
+        try:
+            await _body.aread(response, _body.POLLED_BYTES, head=out.method == "HEAD")
+        except (_httpx().RequestError, zlib.error) as error:
+            failure = self.async_client.read_error(out, error)
+        if failure is not None:  # raised outside the except clause: its chain is masked copies only
+            await response.aclose()
+            raise failure
+
     def _replace(self, **changes: Any) -> AsyncRequest:
         config = {**self._config, **changes}
         return AsyncRequest(config.pop("method"), config.pop("url"), **config)
@@ -475,7 +489,7 @@ class AsyncPoll(Poll):
         del context  # its values (secrets too) stay out of tracebacks rendered with locals
         request = self.request
         assert isinstance(request, AsyncRequest)  # noqa: S101 - checked when built
-        send, read, auth, limits = request.async_client.asend, request.aread_body, request.auth, request.limits
+        send, read, auth, limits = request.async_client.asend, request.aread_polled, request.auth, request.limits
         loop = self._loop(out)  # the same loop as Poll's; only the acting differs
         command, value = next(loop)
         while True:
@@ -483,7 +497,7 @@ class AsyncPoll(Poll):
             try:
                 if command is SEND:
                     result = await send(out, auth=auth, limits=limits)
-                    await read(result, out)  # within max_body; closes the response when it fails
+                    await read(result, out)  # bounded; closes the response when it fails
                 elif command is CLOSE:
                     await value.aclose()
                 else:
