@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from service_flow.http import AsyncClient, BearerAuth, Client
+from service_flow.http import AsyncClient, BearerAuth, Client, TransportError
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -134,3 +134,22 @@ def test_async_proxies_and_trust_env(servers: tuple[str, str], monkeypatch: pyte
     assert asyncio.run(main()) == ("proxy", "direct")
     monkeypatch.setenv("NO_PROXY", "127.0.0.1")
     assert asyncio.run(main()) == ("direct", "direct")
+
+
+@pytest.mark.parametrize("proxy", ["ftp://127.0.0.1:1", "socks5://127.0.0.1:1"])
+def test_a_proxy_the_transport_cannot_use_is_a_transport_error(
+    servers: tuple[str, str], monkeypatch: pytest.MonkeyPatch, proxy: str
+) -> None:
+    api, _ = servers
+    monkeypatch.setenv("HTTP_PROXY", proxy)
+    with Client(api) as client, pytest.raises(TransportError):
+        seen(client)
+
+    async def main() -> None:
+        async with AsyncClient(api) as client:
+            with pytest.raises(TransportError, match="trust_env=False"):
+                await client.get("/x")({})
+        async with AsyncClient(api, trust_env=False) as client:  # ignored: sent directly
+            assert (await client.get("/x").capture("via", "$.via")({})) == {"via": "direct"}
+
+    asyncio.run(main())

@@ -110,8 +110,19 @@ class AsyncClient(Client):
                 current = self._async = (loop, {})
             client = current[1].get(verify)
             if client is None:
-                client = current[1][verify] = self._new_client(verify)
+                client = current[1][verify] = self._opened(verify)
         return client
+
+    def _opened(self, verify: bool | str) -> httpx.AsyncClient:
+        """`_new_client`, its refusals (a proxy scheme httpx cannot use, socks without socksio) as ours."""
+        failure = None
+        try:
+            return self._new_client(verify)
+        except (ValueError, ImportError) as error:
+            reason = _redact.scrub(f"{type(error).__name__}: {error}", ())[:300]
+            hint = " (a proxy from the environment? trust_env=False ignores them)" if self.trust_env else ""
+            failure = TransportError(f"{type(self).__name__}: httpx cannot open a client{hint}: {reason}")
+        raise failure  # outside the except clause: no chain holding the environment's values
 
     def _new_client(self, verify: bool | str) -> httpx.AsyncClient:
         lib = _httpx()
