@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
+import netrc
 import os
 import re
 import ssl
@@ -488,7 +489,7 @@ class Environment:
 
     Proxies (``HTTP_PROXY``, ``HTTPS_PROXY``, ``ALL_PROXY``, and ``NO_PROXY`` checked once
     per scheme and host), the CA bundle (``REQUESTS_CA_BUNDLE``, then ``CURL_CA_BUNDLE``)
-    used when ``verify`` is ``True``, and whether a ``.netrc`` file exists.
+    used when ``verify`` is ``True``, and the credentials of the ``.netrc`` file.
     """
 
     __slots__ = ("_by_origin", "ca_bundle", "netrc", "no_proxy", "proxies")
@@ -499,7 +500,7 @@ class Environment:
         self.proxies: dict[str, str] = {}
         self.no_proxy = ""
         self.ca_bundle: str | None = None
-        self.netrc = False
+        self.netrc: dict[str, tuple[str, str]] | None = None
         self._by_origin: dict[str, dict[str, str]] = {}
         if not trust_env:
             return
@@ -507,9 +508,7 @@ class Environment:
         self.no_proxy = found.pop("no", "")
         self.proxies = found
         self.ca_bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or None
-        netrc_file = os.environ.get("NETRC")
-        places = (netrc_file,) if netrc_file else tuple(f"~/{name}" for name in requests.utils.NETRC_FILES)
-        self.netrc = any(Path(place).expanduser().exists() for place in places)
+        self.netrc = _read_netrc()
 
     def verify(self, verify: bool | str) -> bool | str:
         """What to verify with: an explicit ``False`` or path as given, ``True`` as the environment says."""
@@ -532,10 +531,31 @@ class Environment:
 
     def with_netrc(self, url: str, headers: Mapping[str, str]) -> Mapping[str, str]:
         """``headers`` with ``.netrc``'s credentials for the host, unless they authenticate already."""
-        if any(name.lower() == "authorization" for name in headers):
+        if self.netrc is None or any(name.lower() == "authorization" for name in headers):
             return headers
-        found = requests.utils.get_netrc_auth(url)
+        found = self.netrc.get((urlsplit(url).hostname or "").lower())
+        if found is None:
+            found = self.netrc.get("default")
         return headers if found is None else {**headers, "Authorization": _basic_auth_str(*found)}
+
+
+def _read_netrc() -> dict[str, tuple[str, str]] | None:
+    """The ``.netrc`` credentials by host (``NETRC``, else ``~/.netrc`` or ``~/_netrc``), as requests reads them."""
+    netrc_file = os.environ.get("NETRC")
+    places = (netrc_file,) if netrc_file else tuple(f"~/{name}" for name in requests.utils.NETRC_FILES)
+    for place in places:
+        path = Path(place).expanduser()
+        if not path.is_file():
+            continue
+        try:
+            parsed = netrc.netrc(str(path))
+        except (netrc.NetrcParseError, OSError, UnicodeDecodeError):
+            return None  # as requests: an unreadable file gives no credentials
+        return {
+            host.lower(): (login or account or "", password or "")
+            for host, (login, account, password) in parsed.hosts.items()
+        }
+    return None
 
 
 def forget_frames(error: BaseException) -> None:
