@@ -82,7 +82,10 @@ def _service_name(obj: object) -> str:  # noqa: PLR0911 - one return per kind of
     # Services and flows say their name; an arbitrary object's `name` attribute may
     # mean anything (a warehouse's city), so it is not asked.
     explicit = getattr(obj, "__service_flow_name__", None)
-    if isinstance(explicit, str) and explicit:
+    if explicit is not None and not isinstance(explicit, str):
+        # A name given as bytes or a number is a mistake to report, not to ignore.
+        check_name(explicit, f"the name of service {type(obj).__name__}")
+    if explicit:
         return check_name(explicit, f"the name of service {type(obj).__name__}")  # before str() hides it
     if isinstance(obj, functools.partial):
         return f"partial({service_name(obj.func)})"

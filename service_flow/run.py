@@ -278,8 +278,13 @@ class Run:
         """The name of the step whose returned mapping last set *key*.
 
         ``None`` when no step returned it: it came with the input, was set in place by a
-        step that takes the whole context, or is not in the context at all.
+        step that takes the whole context, or is not in the context at all (as a key that
+        cannot be hashed never is).
         """
+        try:
+            hash(key)
+        except Exception:  # noqa: BLE001 - whatever its __hash__ raises, no result holds it
+            return None
         return provenance(key, self._state[3], self._state[0].steps)
 
     def __repr__(self) -> str:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from service_flow._text import short_repr
-from service_flow.exceptions import ValidationError
+from service_flow.exceptions import ConfigurationError, ValidationError
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -187,14 +187,19 @@ def validate(flow: Flow, given: Iterable[str] | Mapping[str, Any] = (), *, stric
     if isinstance(given, str):
         given = (given,)
     elif not isinstance(checked, (Iterable, Mapping)):
-        msg = f"validate(given=...) takes the keys the input will hold (a set or a mapping), got {given!r}"
-        raise TypeError(msg)
+        msg = f"validate(given=...) takes the keys the input will hold (a set or a mapping), got {short_repr(given)}"
+        raise ConfigurationError(msg)
     flag: object = strict  # callers without type checking pass anything
     if type(flag) is not bool:
         msg = f"validate(strict=...) takes True or False, got {short_repr(strict)}"
-        raise TypeError(msg)
+        raise ConfigurationError(msg)
+    try:
+        keys = set(given)
+    except TypeError as error:  # a key that cannot be hashed
+        msg = f"validate(given=...) takes the keys the input will hold, which must be hashable: {error}"
+        raise ConfigurationError(msg) from error
     checker = _Checker(flow, strict=strict)
-    ends = checker.walk(flow.nodes, [_Path("", set(given), shared=False, trusting=False)])
+    ends = checker.walk(flow.nodes, [_Path("", keys, shared=False, trusting=False)])
     if checker.problems:
         problems = list(checker.problems)
         count = len(problems)
@@ -209,5 +214,5 @@ def validate(flow: Flow, given: Iterable[str] | Mapping[str, Any] = (), *, stric
             ValidationWarning,
             stacklevel=3,
         )
-    guaranteed = frozenset(set.intersection(*(p.keys for p in ends))) if ends else frozenset(given)
+    guaranteed = frozenset(set.intersection(*(p.keys for p in ends))) if ends else frozenset(keys)
     return Validation(guaranteed, tuple(checker.undeclared), tuple(checker.assumed))
