@@ -96,23 +96,23 @@ def _next_context(context: object) -> dict[str, Any]:
 class _Next:
     """``call_next`` / ``self.app``: runs the rest of the flow on a context."""
 
-    __slots__ = ("called", "ctx", "plan", "rec")
+    __slots__ = ("ctx", "done", "plan", "rec")
 
     def __init__(self, plan: Callable[..., Any], ctx: dict[str, Any], rec: Records | None) -> None:
         self.plan = plan
         self.ctx = ctx
         self.rec = rec
-        self.called = False  # a run records the rest as skipped when it stays False
+        self.done = False  # the rest ran to its end; a run records what it left out otherwise
 
     def __call__(self, context: Mapping[str, Any] | None = None) -> dict[str, Any]:
         ctx = self.ctx if context is None else _next_context(context)
-        self.called = True
         rec = self.rec
         if rec is None:
             self.plan(ctx)
         else:
             write(rec, MARK, None, now())  # the rest starts now
             self.plan(ctx, rec)
+        self.done = True  # not when the rest raised: what it did not reach was skipped
         return ctx
 
 
@@ -123,13 +123,13 @@ class _AsyncNext(_Next):
 
     async def __call__(self, context: Mapping[str, Any] | None = None) -> dict[str, Any]:  # type: ignore[override]
         ctx = self.ctx if context is None else _next_context(context)
-        self.called = True
         rec = self.rec
         if rec is None:
             await self.plan(ctx)
         else:
             write(rec, MARK, None, now())
             await self.plan(ctx, rec)
+        self.done = True
         return ctx
 
 
@@ -378,10 +378,25 @@ class _Generator:
         raise FlowError(message, flow=self.flow_name, step=info.name) from None
 
     def _skipped(self, index: int, rec: Records) -> None:
-        """Record the steps around service *index* left out by never calling ``call_next``."""
+        """Record the steps around service *index* left out of its rest as skipped.
+
+        It never called ``call_next``, or swallowed an exception the rest raised before
+        reaching them.
+        """
+        # Steps are numbered in the order they run (a fork's branches, an around
+        # service's rest right after it): what the rest reached is up to the highest
+        # index recorded since this around service started.
+        started = AROUND_STARTS - index
+        reached = index
+        for position in range(len(rec) - 3, -1, -3):
+            recorded = rec[position]
+            if recorded == started:
+                break
+            reached = max(reached, recorded)
         moment = now()
         for skipped in self.skips[index]:
-            write(rec, skipped, SKIPPED, moment)
+            if skipped > reached:
+                write(rec, skipped, SKIPPED, moment)
 
     def _other(self, index: int, ctx: dict[str, Any], result: object) -> object:
         if isinstance(result, Mapping):
@@ -532,7 +547,7 @@ class _Generator:
         emit(f"    r = {'await _aother' if aio else '_other'}({index}, ctx, r)")
         if self.record:
             if spec.around:
-                emit("if not n.called:")
+                emit("if not n.done:")
                 emit(f"    _skipped({index}, rec)")
             # Three appends: list.append is specialised by the interpreter, cheaper than
             # building a tuple to extend the list with.
