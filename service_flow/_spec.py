@@ -200,6 +200,9 @@ def spec_of(obj: object) -> Spec:
     if around == CALL_NEXT_PARAM and CALL_NEXT_PARAM not in signature.parameters:
         msg = f"around service {name} must take a `{CALL_NEXT_PARAM}` parameter (the rest of the flow)"
         raise FlowDefinitionError(msg)
+    if around == CALL_NEXT_PARAM and signature.parameters[CALL_NEXT_PARAM].kind is inspect.Parameter.POSITIONAL_ONLY:
+        msg = f"around service {name} must take `{CALL_NEXT_PARAM}` by keyword: it is positional-only (before a `/`)"
+        raise FlowDefinitionError(msg)
 
     if isinstance(obj, functools.partial):
         # Arguments bound by the partial are configuration: the context must not replace them.

@@ -455,3 +455,11 @@ def test_set_by_a_key_that_cannot_be_hashed_is_none() -> None:
     assert run.set_by("out") == "step"
     assert run.set_by(["out"]) is None  # type: ignore[arg-type]
     assert run.set_by(_Unhashable()) is None  # type: ignore[arg-type]
+
+
+def test_an_around_service_taking_call_next_positional_only_is_refused_when_built() -> None:
+    def wrap(call_next: CallNext, /) -> None:
+        call_next()
+
+    with pytest.raises(FlowDefinitionError, match="must take `call_next` by keyword: it is positional-only"):
+        Flow(around(wrap))
