@@ -31,7 +31,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from service_flow import _log
-from service_flow._text import short_repr
+from service_flow._text import listing, short_repr
 from service_flow.exceptions import FlowDefinitionError, FlowError, ForkError, MissingContextKey, StopFlow
 from service_flow.run import (
     AROUND_STARTS,
@@ -370,7 +370,7 @@ class _Generator:
         if not odd:
             return  # the service's own TypeError: the caller re-raises it
         info = self.steps[index]
-        shown = ", ".join(short_repr(key, 40) for key in odd[:_MAX_LISTED_KEYS])
+        shown = listing((short_repr(key, 40) for key in odd), _MAX_LISTED_KEYS)
         message = (
             f"{info.name} takes the context as keyword arguments (**kwargs), but the context has "
             f"keys that are not strings: {shown}"
@@ -589,7 +589,7 @@ class _Generator:
             if inner_async:
                 message = (
                     f"around service {spec.name} is synchronous but wraps async steps "
-                    f"({', '.join(inner_async)}): make its __call__ `async def` and await "
+                    f"({listing(inner_async)}): make its __call__ `async def` and await "
                     "the rest of the flow (`await call_next()` or `await self.app(context)`)"
                 )
                 raise FlowDefinitionError(message, flow=self.flow_name, step=spec.name)

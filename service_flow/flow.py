@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Final, Union
 
 from service_flow import _compile, _log
 from service_flow._spec import Spec, spec_of
-from service_flow._text import check_name, short_repr
+from service_flow._text import check_name, listing, short_repr
 from service_flow.exceptions import FlowDefinitionError, FlowError
 from service_flow.run import RUN_NUMBERS, Records, Run, new_run
 
@@ -527,7 +527,7 @@ class Flow:
         plan = self._run_plan
         if plan is None:
             if self.is_async:
-                names = ", ".join(step.name for step in self.iter_steps() if step.spec.is_async)
+                names = listing(step.name for step in self.iter_steps() if step.spec.is_async)
                 msg = f"flow {self.name!r} has async services ({names}): use `await flow.arun(context)`"
                 raise FlowError(msg, flow=self.name)
             plan = self._run_plan = self._plan(aio=False, record=True)

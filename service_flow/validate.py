@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from service_flow._text import short_repr
+from service_flow._text import listing, short_repr
 from service_flow.exceptions import ConfigurationError, ValidationError
 
 if TYPE_CHECKING:
@@ -117,7 +117,7 @@ class _Checker:
                     if not spec.is_async and any(_is_async(n) for n in rest):
                         inner = [s.name for n in rest for s in _steps(n) if s.spec.is_async]
                         self.problem(
-                            f"around service {spec.name} is synchronous but wraps async steps ({', '.join(inner)})"
+                            f"around service {spec.name} is synchronous but wraps async steps ({listing(inner)})"
                         )
                     return self.after(spec, self.walk(rest, paths))
                 paths = self.after(spec, paths)
@@ -203,14 +203,14 @@ def validate(flow: Flow, given: Iterable[str] | Mapping[str, Any] = (), *, stric
     if checker.problems:
         problems = list(checker.problems)
         count = len(problems)
-        listing = "\n".join(f"  - {line}" for line in problems)
-        message = f"flow {flow.name!r} has {count} problem{'s' if count > 1 else ''}:\n{listing}"
+        lines = "\n".join(f"  - {line}" for line in problems)
+        message = f"flow {flow.name!r} has {count} problem{'s' if count > 1 else ''}:\n{lines}"
         raise ValidationError(message, problems=problems, flow=flow.name)
     if checker.assumed:
-        assumed = ", ".join(f"{key!r} for {who}" for who, key in checker.assumed)
+        assumed = listing(f"{key!r} for {who}" for who, key in checker.assumed)
         warnings.warn(
             f"flow {flow.name!r}: assumed {assumed} to be provided by steps that do not declare "
-            f"`provides`: {', '.join(checker.undeclared)}",
+            f"`provides`: {listing(checker.undeclared)}",
             ValidationWarning,
             stacklevel=3,
         )

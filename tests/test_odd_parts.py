@@ -20,6 +20,8 @@ from service_flow import (
     FlowError,
     ForkError,
     Service,
+    ValidationError,
+    ValidationWarning,
     around,
     fork_on,
     service,
@@ -463,3 +465,42 @@ def test_an_around_service_taking_call_next_positional_only_is_refused_when_buil
 
     with pytest.raises(FlowDefinitionError, match="must take `call_next` by keyword: it is positional-only"):
         Flow(around(wrap))
+
+
+def test_messages_listing_steps_or_keys_stay_short_in_a_big_flow() -> None:
+    async def slow(k: int) -> None:
+        return None
+
+    many_async = Flow(*[service(slow, name=f"slow{i}") for i in range(500)])
+    with pytest.raises(FlowError, match="has async services") as sync_run:
+        many_async.run({"k": 1})
+    assert str(sync_run.value).count("slow") < 20
+    assert "slow9 and 490 more" in str(sync_run.value)
+
+    @around
+    def timer(call_next: CallNext) -> None:
+        call_next()
+
+    wrapped = Flow(timer) >> many_async
+    with pytest.raises(FlowDefinitionError, match="and 490 more") as compiled:
+        wrapped({"k": 1})
+    assert len(str(compiled.value)) < 500
+    with pytest.raises(ValidationError, match="and 490 more") as validated:
+        wrapped.validate({"k"})
+    assert len(str(validated.value)) < 500
+
+    def loose() -> None:
+        return None
+
+    undeclared = Flow(*[service(loose, name=f"loose{i}") for i in range(500)]) >> step
+    with pytest.warns(ValidationWarning) as warned:
+        undeclared.validate()
+    assert "loose9 and 491 more" in str(warned[0].message)  # step too declares nothing
+    assert len(str(warned[0].message)) < 500
+
+    def takes_all(**kwargs: Any) -> None:
+        return None
+
+    with pytest.raises(FlowError, match="and 480 more") as odd_keys:
+        Flow(takes_all)(dict.fromkeys(range(500), 0))
+    assert len(str(odd_keys.value)) < 500
