@@ -315,7 +315,7 @@ class Flow:
         self._right = right
         self._name = name
         self._async: bool | None = None
-        self._plans: dict[tuple[bool, bool], _compile.Plan] = {}
+        self._plans: dict[tuple[bool, bool, bool], _compile.Plan] = {}
         # The sync plans, once compiled, for the shortest path from a call to the plan.
         self._call_plan: _compile.Plan | None = None
         self._run_plan: _compile.Plan | None = None
@@ -463,14 +463,14 @@ class Flow:
 
     # -- running -----------------------------------------------------------------
 
-    def _plan(self, *, aio: bool, record: bool) -> _compile.Plan:
-        plan = self._plans.get((aio, record))
+    def _plan(self, *, aio: bool, record: bool, trace: bool = False) -> _compile.Plan:
+        plan = self._plans.get((aio, record, trace))
         if plan is None:
             with _COMPILE_LOCK:
-                plan = self._plans.get((aio, record))
+                plan = self._plans.get((aio, record, trace))
                 if plan is None:
-                    plan = _compile.compile_flow(self, aio=aio, record=record)
-                    self._plans[aio, record] = plan
+                    plan = _compile.compile_flow(self, aio=aio, record=record, trace=trace)
+                    self._plans[aio, record, trace] = plan
         return plan
 
     def __call__(self, context: Mapping[str, Any] | None = None) -> Any:
@@ -525,6 +525,8 @@ class Flow:
         if not quiet:  # debug may be on: ask, and trace the run if it is
             number = next(RUN_NUMBERS)
             records = plan.tracer(number, started)
+            if records is not None:  # each step handed to the records as it ends, to log it
+                plan = self._plan(aio=False, record=True, trace=True)
         if records is None:
             records = []
         try:
@@ -550,6 +552,8 @@ class Flow:
         number = next(RUN_NUMBERS)
         started = now()
         records = None if _log.quiet() else plan.tracer(number, started)
+        if records is not None:
+            plan = self._plan(aio=True, record=True, trace=True)
         if records is None:
             records = []
         try:
