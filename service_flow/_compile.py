@@ -313,7 +313,7 @@ def _describe_keys(ctx: Mapping[Any, Any], records: Records | None, steps: Seque
     return ", ".join(shown) if shown else "nothing"
 
 
-class _Block(list[tuple[str, int | None]]):
+class _Block(list[tuple[str, "int | None"]]):  # a base class is evaluated, even on 3.9
     """The lines of one generated function, each with the step it belongs to."""
 
     __slots__ = ("pending",)
