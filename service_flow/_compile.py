@@ -282,7 +282,7 @@ class Plan:
         if ended is None:
             ended = now()
         if error is not None and not any(type(result) is Failure and result.error is error for result in records[1::3]):
-            # Raised outside a step's own guard (a fork without a branch, a bad return):
+            # Raised outside a step's own guard (a fork without a branch):
             # record it against the step the traceback points at.
             index = self.step_of(error)
             if index is not None:
