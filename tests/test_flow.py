@@ -184,7 +184,8 @@ def test_traceback_shows_the_generated_plan_line() -> None:
 
     with pytest.raises(ValueError) as caught:
         (Validate() >> boom)({"order_id": 1})
-    text = "".join(traceback.format_exception(caught.value))
+    error = caught.value
+    text = "".join(traceback.format_exception(type(error), error, error.__traceback__))  # 3.9's signature
     assert "service_flow plan" in text
     assert "r = _s1(a0)" in text
 

@@ -383,6 +383,52 @@ def test_plain_paths_walked_directly_agree_with_jsonpath_ng(expression, document
     assert find(expression, document) == [m.value for m in compile_path(expression).find(document)]
 
 
+# jsonpath-ng before 1.11 (all that Python 3.9 and 3.10 get) answers these differently or
+# raises: the library gives 1.11's answers on every Python, and never changes the document.
+@pytest.mark.parametrize(
+    ("expression", "document", "expected"),
+    [
+        ("$.a[0]", {"a": {"b": 1}}, []),  # KeyError on jsonpath-ng 1.8
+        ("$.a[0]", {"a": {"0": "z"}}, []),
+        ("$.a[0]", {"a": 5}, []),  # TypeError
+        ("$.a[0]", {"a": "text"}, []),  # 't'
+        ("$.a[-1]", {"a": [1, {"b": 4}]}, [{"b": 4}]),
+        ("$.a[0:1]", {"a": "text"}, []),
+        ("$.a[1:]", {"a": [1, [2, 3]]}, [[2, 3]]),
+        ("$.a[*]", {"a": {"x": 1, "y": [2]}}, [1, [2]]),  # [the dict itself]
+        ("$.a[*]", {"a": "text"}, []),
+        ("$.a[*].b", {"a": {"b": 1}}, []),
+        ("$.a[*][0]", {"a": [1, [2, 3], {"b": 4}]}, [2]),
+        ("$[*].a", [{"a": 1}, "s"], [1]),
+        ("$.a[?(@.b == 4)]", {"a": {"x": {"b": 4}, "y": {"b": 5}}}, [{"b": 4}]),
+        ("$.a[?(@.b == 4)]", {"a": [{"b": 4}, {"b": 5}]}, [{"b": 4}]),
+        ("$.a[?(@.t[0] == 1)]", {"a": [{"t": {"k": 1}}, {"t": [1]}]}, [{"t": [1]}]),
+        ("$..b[0]", {"b": {"c": 1}, "d": {"b": [7]}}, [7]),
+    ],
+)
+def test_indexes_slices_and_filters_select_the_same_on_every_jsonpath_ng(expression, document, expected):
+    before = json.loads(json.dumps(document))
+    assert find(expression, document) == expected
+    assert document == before  # jsonpath-ng 1.8's filter writes a dict's values into it
+
+
+def test_a_filter_over_a_dict_leaves_the_body_other_conditions_read():
+    body = httpx.Response(200, json={"jobs": {"a": {"state": "done"}, "b": {"state": "queued"}}})
+    done = JsonPath('$.jobs[?(@.state == "done")]').exists()
+    assert done(body)
+    assert (JsonPath("$.jobs.a.state") == "done")(body)
+    assert (Json({"jobs": {"a": {"state": "done"}, "b": {"state": "queued"}}}))(body)
+
+
+def test_a_precompiled_expression_selects_the_same_and_is_left_as_it_was():
+    expression = jsonpath_ng_parse("$.a[?(@.b == 4)]")
+    document = {"a": {"x": {"b": 4}}}
+    assert find(expression, document) == [{"b": 4}]
+    assert document == {"a": {"x": {"b": 4}}}
+    assert repr(expression) == repr(jsonpath_ng_parse("$.a[?(@.b == 4)]"))
+    assert find(jsonpath_ng_parse("$.a[0]"), {"a": {"b": 1}}) == []
+
+
 # --- one dict form, httsleep's jsonpath rule -------------------------------------------
 
 

@@ -20,9 +20,10 @@ holds.  `AsyncClient`, `AsyncRequest` and `AsyncPoll` do the same on httpx (the
 
 from __future__ import annotations
 
+from service_flow.http._redact import add_sensitive_names
 from service_flow.http.aio import AsyncClient, AsyncPoll, AsyncRequest
 from service_flow.http.auth import Auth, BasicAuth, BearerAuth
-from service_flow.http.client import DEFAULT_TIMEOUT, RETRY_STATUSES, Client, Limit, Timeout, TransportRetry
+from service_flow.http.client import DEFAULT_TIMEOUT, RETRY_STATUSES, Client, Limit, Timeout, TransportRetry, Verify
 from service_flow.http.conditions import (
     AllOf,
     AnyOf,
@@ -39,11 +40,13 @@ from service_flow.http.conditions import (
     as_condition,
 )
 from service_flow.http.errors import (
+    BodyTooLarge,
     CaptureFailed,
     CheckFailed,
     FatalHTTPError,
     HTTPError,
     HTTPStopped,
+    RequestBuildError,
     ResponseError,
     ResponseInfo,
     RetriesExhausted,
@@ -70,6 +73,7 @@ __all__ = [
     "Auth",
     "BasicAuth",
     "BearerAuth",
+    "BodyTooLarge",
     "Callback",
     "Capture",
     "CaptureFailed",
@@ -92,6 +96,7 @@ __all__ = [
     "PollTimeout",
     "RateLimit",
     "Request",
+    "RequestBuildError",
     "ResponseError",
     "ResponseInfo",
     "RetriesExhausted",
@@ -102,6 +107,8 @@ __all__ = [
     "Timeout",
     "TransportError",
     "TransportRetry",
+    "Verify",
+    "add_sensitive_names",
     "as_condition",
     "parse_retry_after",
 ]

@@ -10,18 +10,28 @@ filter comparing a string with a number (older jsonpath-ng raises ``TypeError``)
 sort over mixed types, a document nested too deeply for jsonpath-ng's recursion.  Such a
 failure is a `PathError` naming the expression and the reason, never a bare ``TypeError``
 or ``RecursionError``: conditions read it as "no match", captures and checks report it.
+
+jsonpath-ng before 1.11 (the newest on Python 3.9 and 3.10 is 1.8) raises `KeyError` or
+`TypeError` for an index into a dict or a number, indexes into strings, treats a dict as a
+one-item list under ``[*]``, and a filter over a dict writes a list of its values into the
+document.  There, index, slice and filter steps are wrapped to select as 1.11+ does, so
+an expression gives the same values on every Python.
 """
 
 from __future__ import annotations
 
+import copy
 import functools
+import importlib.metadata
 import re
 import threading
 from typing import Any, Callable, Union
 
 from jsonpath_ng import JSONPath
 from jsonpath_ng.exceptions import JSONPathError
+from jsonpath_ng.ext.filter import Filter
 from jsonpath_ng.ext.parser import parse
+from jsonpath_ng.jsonpath import DatumInContext, Index, Slice
 from typing_extensions import TypeAlias
 
 from service_flow.exceptions import ConfigurationError
@@ -73,11 +83,55 @@ def compile_path(expression: Expression) -> Any:
 def _compile(expression: str) -> Any:
     try:
         with _PARSE_LOCK:
-            return parse(expression)
+            path = parse(expression)
     except (JSONPathError, TypeError, ValueError, AttributeError) as error:
         # ply reports some malformed inputs as plain TypeError/AttributeError.
         msg = f"malformed JSONPath expression {expression!r}: {error}"
         raise ConfigurationError(msg) from None
+    return _as_today(path) if _OLD_JSONPATH_NG else path
+
+
+_OLD_JSONPATH_NG = tuple(int(part) for part in re.findall(r"\d+", importlib.metadata.version("jsonpath-ng"))[:2]) < (
+    1,
+    11,
+)
+
+
+class _ListStep(JSONPath):  # type: ignore[misc,unused-ignore]  # jsonpath-ng < 1.9 is untyped
+    """An index, slice or filter of an old jsonpath-ng that selects only from a list.
+
+    ``[*]`` and filters also select from a dict's values, without writing into it.
+    """
+
+    def __init__(self, step: Any) -> None:
+        self.step = step
+        self.over_values = isinstance(step, Filter) or (
+            isinstance(step, Slice) and (step.start, step.end, step.step) == (None, None, None)
+        )
+
+    def find(self, datum: Any) -> list[Any]:
+        datum = DatumInContext.wrap(datum)
+        if isinstance(datum.value, dict) and self.over_values:
+            values = DatumInContext(list(datum.value.values()), path=datum.path, context=None)
+            return [DatumInContext(m.value, path=m.path, context=datum) for m in self.step.find(values)]
+        return self.step.find(datum) if isinstance(datum.value, list) else []
+
+    def __str__(self) -> str:
+        return str(self.step)
+
+    def __repr__(self) -> str:
+        return repr(self.step)
+
+
+def _as_today(path: Any) -> Any:
+    """``path`` with its index, slice and filter steps (filters' own paths too) wrapped, in place."""
+    for name in ("left", "right", "target"):
+        part = getattr(path, name, None)
+        if isinstance(part, JSONPath):
+            setattr(path, name, _as_today(part))
+    if isinstance(getattr(path, "expressions", None), list):
+        path.expressions = [_as_today(part) for part in path.expressions]
+    return _ListStep(path) if isinstance(path, (Index, Slice, Filter)) else path
 
 
 def find(expression: Expression, data: Any) -> list[Any]:
@@ -105,7 +159,9 @@ def finder(expression: Expression) -> Finder:
     (['b'], [])
     """
     if isinstance(expression, JSONPath):
-        return _matcher(expression, str(expression))  # may be unhashable: not cached
+        # May be unhashable: not cached.  The caller's expression is left as it is.
+        path = _as_today(copy.deepcopy(expression)) if _OLD_JSONPATH_NG else expression
+        return _matcher(path, str(expression))
     compile_path(expression)  # validates, and caches the parse
     return _finder(expression)
 

@@ -35,6 +35,10 @@ class Auth(Protocol):
         ...
 
 
+# An auth object may also have ``secrets()``, returning the values (a password...) to mask
+# in messages besides its headers' values: `BasicAuth` has one.
+
+
 class BasicAuth:
     """HTTP basic authentication; the header is built once.
 
@@ -43,9 +47,17 @@ class BasicAuth:
     """
 
     def __init__(self, username: str, password: str) -> None:
+        if not isinstance(username, str) or not isinstance(password, str):
+            msg = "BasicAuth(username, password) takes two strings"  # type: ignore[unreachable]
+            raise ConfigurationError(msg)
         token = base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
         self._headers = {"Authorization": f"Basic {token}"}
+        self._secrets = (password, f"{username}:{password}")
         self.username = username
+
+    def secrets(self) -> tuple[str, ...]:
+        """The password and ``user:password``: masked wherever a server echoes them."""
+        return self._secrets
 
     def headers(self) -> Mapping[str, str]:
         """``Authorization: Basic ...``."""

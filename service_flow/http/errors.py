@@ -11,9 +11,12 @@ The tree::
         ├── HTTPStopped              also a `StopFlow`: a status mapped to ``"stop"``
         ├── TransportError           no usable response and retrying is unsafe or useless
         │                            (a read timeout on a POST, a TLS failure, a bad URL)
+        ├── RequestBuildError        the context cannot make this request: a placeholder or
+        │                            header value it cannot carry, a function that failed
         ├── ResponseError            a response mapped to ``"fail"`` (other 4xx, a POST's 5xx)
         │   ├── CheckFailed          a ``check`` did not hold; ``check`` says which
-        │   └── CaptureFailed        a ``capture`` found nothing; ``key`` names it
+        │   ├── CaptureFailed        a ``capture`` found nothing; ``key`` names it
+        │   └── BodyTooLarge         the body passed ``max_body`` (``limit``); not read further
         ├── Alarm                    a polled response met an alarm condition
         └── PollTimeout              polling gave up: attempts or time ran out
 
@@ -21,7 +24,8 @@ Because `RetryableHTTPError` is a `Retry`, `FatalHTTPError` a `Fatal` and `HTTPS
 `StopFlow`, a driver treats them as it treats the plain ones.  Every error carries a
 `ResponseInfo` (``error.response``, ``None`` when no response came): the status, the
 headers and a short excerpt of the body, with secrets masked, so an error can be logged,
-pickled or stored as a dead letter without leaking a token.
+pickled or stored as a dead letter without leaking a token.  No error refers to a live
+response: the response is closed, and the frames of its traceback keep no locals.
 """
 
 from __future__ import annotations
@@ -33,12 +37,14 @@ from service_flow.exceptions import Fatal, FlowError, Retry, StopFlow
 
 __all__ = [
     "Alarm",
+    "BodyTooLarge",
     "CaptureFailed",
     "CheckFailed",
     "FatalHTTPError",
     "HTTPError",
     "HTTPStopped",
     "PollTimeout",
+    "RequestBuildError",
     "ResponseError",
     "ResponseInfo",
     "RetriesExhausted",
@@ -122,6 +128,21 @@ class TransportError(HTTPError):
     """
 
 
+class RequestBuildError(HTTPError):
+    """The request could not be built from the context; nothing was sent.
+
+    ``part`` names what failed: ``"placeholder 'order_id'"`` (``None``, bytes, a
+    container, ``""`` or a dot segment such as ``".."``), ``"header 'X-Sig'"`` (a value
+    that is not ASCII text, or a line break; the value is never shown), or the
+    function of the context computing a header, a parameter or the body (its exception
+    is the ``__cause__``).
+    """
+
+    def __init__(self, *args: object, part: str = "", **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.part = part
+
+
 class ResponseError(HTTPError):
     """A response mapped to ``"fail"``: a 4xx, or a 5xx on a request that is not idempotent."""
 
@@ -140,6 +161,18 @@ class CaptureFailed(ResponseError):
     def __init__(self, *args: object, key: str = "", **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.key = key
+
+
+class BodyTooLarge(ResponseError):
+    """The response's body is larger than ``max_body`` bytes (``limit``): refused, not read further.
+
+    With a ``Content-Length`` above the limit nothing is read; otherwise reading stops
+    at the limit (counting bytes after decompression).
+    """
+
+    def __init__(self, *args: object, limit: int | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.limit = limit
 
 
 class Alarm(HTTPError):

@@ -21,24 +21,39 @@ Three parts, so that another transport (an async one) can reuse the first and th
 
 from __future__ import annotations
 
+import math
 import re
 import string
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Final
-from urllib.parse import parse_qsl, quote, urlencode
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
 from jsonpath_ng import JSONPath
 
-from service_flow.exceptions import ConfigurationError, MissingContextKey
-from service_flow.http import _jsonpath, _redact
+from service_flow.exceptions import ConfigurationError, FlowError, MissingContextKey
+from service_flow.http import _body, _jsonpath, _redact
 from service_flow.http._jsonpath import Expression, PathError
-from service_flow.http.client import Client, Limit, Timeout, check_timeout
+from service_flow.http.client import (
+    READ_ERRORS,
+    Client,
+    Limit,
+    Timeout,
+    Verify,
+    check_base_url,
+    check_max_body,
+    check_timeout,
+    check_verify,
+    forget_frames,
+    header_problem,
+)
 from service_flow.http.conditions import AllOf, Condition, ConditionSpec, Observed, as_condition
 from service_flow.http.errors import (
+    BodyTooLarge,
     CaptureFailed,
     CheckFailed,
     FatalHTTPError,
     HTTPStopped,
+    RequestBuildError,
     ResponseError,
     ResponseInfo,
     RetriesExhausted,
@@ -76,10 +91,25 @@ class Outgoing:
     """A request ready to send: plain data, no transport attached.
 
     ``url`` includes the query string; ``json`` and ``data`` are ``None`` when there is
-    no such body; ``headers`` do not include authentication (the sender adds it).
+    no such body; ``headers`` do not include authentication (the sender adds it);
+    ``verify`` is ``None`` for the client's; ``max_body`` is the largest body accepted.
     """
 
-    __slots__ = ("allow_redirects", "data", "headers", "idempotent", "json", "method", "service", "timeout", "url")
+    __slots__ = (
+        "allow_redirects",
+        "data",
+        "headers",
+        "hidden",
+        "idempotent",
+        "json",
+        "max_body",
+        "method",
+        "service",
+        "shown",
+        "timeout",
+        "url",
+        "verify",
+    )
 
     def __init__(  # noqa: PLR0913 - one field each, set by Request.build
         self,
@@ -93,6 +123,10 @@ class Outgoing:
         allow_redirects: bool = True,
         idempotent: bool = True,
         service: str = "",
+        verify: bool | str | None = None,
+        max_body: int | None = None,
+        shown: str | None = None,
+        hidden: tuple[str, ...] = (),
     ) -> None:
         self.method = method
         self.url = url
@@ -103,13 +137,28 @@ class Outgoing:
         self.allow_redirects = allow_redirects
         self.idempotent = idempotent
         self.service = service
+        self.verify = verify
+        self.max_body = max_body
+        self.shown = shown
+        self.hidden = hidden
+
+    def shown_url(self) -> str:
+        """The URL as logs and errors show it: user info, secret parameters and placeholders masked."""
+        return self.shown if self.shown is not None else _redact.url(self.url)
 
     def secrets(self, auth: Auth | None = None) -> list[str]:
         """Every secret value this request carries (for masking them in messages)."""
         found = [value for name, value in self.headers.items() if _redact.is_sensitive_header(name)]
+        found += self.hidden
         if auth is not None:
             found += list(auth.headers().values())
             found += [v.split(" ", 1)[1] for v in auth.headers().values() if " " in v]
+            more = getattr(auth, "secrets", None)  # BasicAuth's password, "user:password"
+            if callable(more):
+                found += [str(secret) for secret in more()]
+        parts = urlsplit(self.url) if "@" in self.url else None
+        if parts is not None and parts.password:
+            found += [parts.password, f"{parts.username}:{parts.password}"]
         if "?" in self.url:
             query = self.url.split("?", 1)[1].split("#", 1)[0]
             found += [v for k, v in parse_qsl(query) if _redact.is_sensitive_field(k)]
@@ -118,7 +167,7 @@ class Outgoing:
         return sorted(set(found), key=len, reverse=True)  # longest first: no partial masks
 
     def __repr__(self) -> str:
-        return f"<Outgoing {self.method} {_redact.url(self.url)}>"
+        return f"<Outgoing {self.method} {self.shown_url()}>"
 
 
 # -- JSON paths -------------------------------------------------------------------------
@@ -286,22 +335,102 @@ _FORMATTER = string.Formatter()
 _SUCCESS = range(200, 300)
 _SUCCESS_CLASS = 2
 _IDENTIFIER = re.compile(r"[A-Za-z_]\w*\Z")
+_ABSOLUTE = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
+_NOT_IN_A_URL = (bytes, bytearray, memoryview, Mapping, list, tuple, set, frozenset)
 
 
-def _url_template(url: str, owner: str) -> tuple[tuple[str, str | None], ...]:
-    """``"/users/{id}/x"`` as ``(("/users/", "id"), ("/x", None))``."""
+class Placeholder:
+    """One ``{key}`` of a URL template: where it is, and whether its value is a secret."""
+
+    __slots__ = ("in_path", "key", "secret")
+
+    def __init__(self, key: str, *, in_path: bool) -> None:
+        self.key = key
+        self.in_path = in_path
+        self.secret = _redact.is_sensitive_field(key)
+
+
+def _url_template(url: str, owner: str) -> tuple[tuple[str, Placeholder | None], ...]:
+    """``"/users/{id}/x"`` as ``(("/users/", Placeholder("id")), ("/x", None))``."""
     try:
         parsed = list(_FORMATTER.parse(url))
     except ValueError as error:
-        msg = f"{owner}: the URL {url!r} is not a valid template: {error}"
+        msg = f"{owner}: the URL {_redact.url(url)!r} is not a valid template: {error}"
         raise ConfigurationError(msg) from None
-    parts = []
-    for literal, field, _spec, _conversion in parsed:
-        if field is not None and not _IDENTIFIER.match(field):
-            msg = f"{owner}: URL placeholders name a context key, like {{user_id}}; got {{{field}}}"
+    parts: list[tuple[str, Placeholder | None]] = []
+    in_path = True
+    for literal, field, spec, conversion in parsed:
+        in_path = in_path and "?" not in literal and "#" not in literal
+        if field is None:
+            parts.append((literal, None))
+            continue
+        if not _IDENTIFIER.match(field) or spec or conversion:
+            given = f"{field}{'!' + conversion if conversion else ''}{':' + spec if spec else ''}"
+            msg = (
+                f"{owner}: URL placeholders name a context key, like {{user_id}}, without "
+                f"conversions or format specs; got {{{given}}}"
+            )
             raise ConfigurationError(msg)
-        parts.append((literal, field))
+        parts.append((literal, Placeholder(field, in_path=in_path)))
     return tuple(parts)
+
+
+def _url_value(value: Any, place: Placeholder) -> str | None:
+    """``value`` quoted for its placeholder, or ``None`` when it cannot stand in one."""
+    kind = type(value)
+    if kind is int:
+        return str(value)
+    if kind is not str:
+        if value is None or isinstance(value, (bool, *_NOT_IN_A_URL)):
+            return None
+        if isinstance(value, float) and not math.isfinite(value):
+            return None
+        value = str(value)
+    if not value or (place.in_path and not value.strip(".")):
+        return None  # "" empties its segment; "." and ".." would be removed with it
+    return quote(value, safe="")
+
+
+def _why_not(value: Any) -> str:
+    if value is None or isinstance(value, (bool, *_NOT_IN_A_URL)):
+        return f"it is {'None' if value is None else 'a ' + type(value).__name__}, not a string or a number"
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"{value!r} is not a finite number"
+    if not str(value):
+        return "an empty string would leave its path segment empty"
+    return "it is made only of dots: '.' and '..' are removed from URL paths, with a segment"
+
+
+def _put(headers: dict[str, str], key: str, value: str | None) -> None:
+    """Set (or, with ``None``, remove) header ``key``, replacing it whatever its case."""
+    lowered = key.lower()
+    for existing in [name for name in headers if name.lower() == lowered]:
+        del headers[existing]
+    if value is not None:
+        headers[key] = value
+
+
+def _query(pairs: Iterable[tuple[str, Any]]) -> str:
+    """``pairs`` URL-encoded; ``None`` values (also in lists) are left out, as `requests` does."""
+    kept: list[tuple[str, Any]] = []
+    for name, value in pairs:
+        if value is None:
+            continue
+        kept.append((name, [item for item in value if item is not None] if isinstance(value, (list, tuple)) else value))
+    return urlencode(kept, doseq=True)
+
+
+class _Missing(KeyError):
+    """A function of the context read a key the context does not have."""
+
+
+class _Lookup(dict):  # type: ignore[type-arg]
+    """The context as functions of it see it: a missing key is told apart from other KeyErrors."""
+
+    __slots__ = ()
+
+    def __missing__(self, key: Any) -> Any:
+        raise _Missing(key)
 
 
 def _pairs(value: Any, what: str, owner: str) -> list[tuple[str, Any]]:
@@ -330,8 +459,11 @@ class Request(Service):
         Request.get("/users/{user_id}", client=api).capture("user", "$.data").check(status=200)
 
     ``method``, ``url``
-        ``{name}`` placeholders are filled from the context (URL-quoted); a relative URL
-        is joined to ``base_url`` (the request's, else the client's);
+        ``{name}`` placeholders are filled from the context (URL-quoted, each value
+        within its segment; ``None``, bytes, containers, ``""`` and dot segments raise
+        `RequestBuildError`); a relative URL is joined to ``base_url`` (the
+        request's, else the client's), a protocol-relative one (``//host/p``) keeps
+        its host;
     ``params``, ``headers``
         a mapping or pairs, or a function of the context returning one; a value in the
         mapping may itself be a function of the context.  ``params`` add to a query
@@ -352,13 +484,14 @@ class Request(Service):
     ``idempotent``
         whether a 5xx or a lost response may be retried; by default, true for every
         method but POST and PATCH;
-    ``timeout``, ``auth``, ``allow_redirects``
+    ``timeout``, ``auth``, ``allow_redirects``, ``verify``, ``max_body``
         override the client's; ``limits`` are entered after the client's;
     ``client``
         the `Client` sending it (default: a new one; requests built from each other
         with the fluent methods share it);
     ``name``
-        the step's name in logs and errors (default: ``"GET /users/{user_id}"``).
+        the step's name in logs and errors (default: ``"GET /users/{user_id}"``, with
+        the URL's secrets masked).
     """
 
     name: ClassVar[str | None] = None
@@ -383,6 +516,8 @@ class Request(Service):
         auth: Auth | _Nothing | None = NOTHING,
         limits: Iterable[Limit] = (),
         allow_redirects: bool = True,
+        verify: Verify | _Nothing = NOTHING,
+        max_body: int | _Nothing | None = NOTHING,
         name: str | None = None,
     ) -> None:
         if not isinstance(method, str) or not method.isalpha():
@@ -410,9 +545,11 @@ class Request(Service):
             "auth": auth,
             "limits": tuple(limits),
             "allow_redirects": allow_redirects,
+            "verify": verify,
+            "max_body": max_body,
             "name": name,
         }
-        label = name or f"{method} {url}"
+        label = name or f"{method} {_redact.url(url)}"  # a step's name is logged: no secrets in it
         owner = f"Request {label!r}"
         # Instance attributes shadow Service's class-level declarations on purpose.
         self.name = label  # type: ignore[misc]
@@ -429,6 +566,8 @@ class Request(Service):
         self.auth: Auth | None = client.auth if isinstance(auth, _Nothing) else auth
         self.limits: tuple[Limit, ...] = client.limits + tuple(limits)
         self._allow_redirects = allow_redirects
+        self._verify = None if isinstance(verify, _Nothing) else check_verify(verify, owner)
+        self._max_body = client.max_body if isinstance(max_body, _Nothing) else check_max_body(max_body, owner)
         self._idempotent = method in IDEMPOTENT_METHODS if idempotent is None else bool(idempotent)
         self._status_map = client.status_map.merged(on_status)
         # A 2xx needs no lookup unless someone remapped a 2xx.
@@ -445,9 +584,17 @@ class Request(Service):
 
     def _compile_url(self, base_url: str | None, params: Any, owner: str) -> None:
         # The base joined once; static params encoded once.
-        base = base_url.rstrip("/") if base_url else self.client.base_url
+        base = check_base_url(base_url, owner) if base_url is not None else self.client.base_url
         url = self.url
-        full = url if "://" in url or not base else f"{base}/{url.lstrip('/')}"
+        if url.startswith("//"):  # protocol-relative: its own host, the base's scheme
+            if not base:
+                msg = f"{owner}: the URL {_redact.url(url)!r} has no scheme; write https://... or give a base_url"
+                raise ConfigurationError(msg)
+            full = f"{urlsplit(base).scheme}:{url}"
+        elif _ABSOLUTE.match(url) or not base:
+            full = url
+        else:
+            full = f"{base}/{url.lstrip('/')}"
         self._static_query = ""
         self._params: Callable[[Context], Any] | None = None
         self._param_pairs: list[tuple[str, Any]] = []
@@ -458,12 +605,13 @@ class Request(Service):
             if any(callable(v) for _, v in pairs):
                 self._param_pairs = pairs
             else:
-                self._static_query = urlencode(pairs, doseq=True)
+                self._static_query = _query(pairs)
         self._template = _url_template(full, owner)
         self._fixed_url: str | None = None
-        if all(field is None for _, field in self._template):
+        if all(place is None for _, place in self._template):
             self._fixed_url = _add_query("".join(lit for lit, _ in self._template), self._static_query)
-        self.requires = tuple(dict.fromkeys(f for _, f in self._template if f is not None))
+        self._secret_places = any(place is not None and place.secret for _, place in self._template)
+        self.requires = tuple(dict.fromkeys(place.key for _, place in self._template if place is not None))
         """The context keys the URL's placeholders need."""
 
     def _compile_headers(self, headers: Any, owner: str) -> None:
@@ -476,9 +624,14 @@ class Request(Service):
         elif headers is not None:
             for key, value in _pairs(headers, "headers", owner):
                 if callable(value):
+                    problem = header_problem(key, "")
                     self._header_funcs.append((key, value))
-                else:
-                    static_headers[key] = str(value)
+                else:  # as in requests, None removes a client's header
+                    problem = header_problem(key, "" if value is None else value)
+                    _put(static_headers, key, value)
+                if problem is not None:
+                    msg = f"{owner}: {problem}"
+                    raise ConfigurationError(msg)
         self._static_headers = static_headers
 
     def _compile_body(self, json: Any, data: Any, owner: str) -> None:
@@ -604,45 +757,82 @@ class Request(Service):
 
     def __call__(self, context: Context) -> dict[str, Any]:
         """Send the request built from ``context``; return the captured values."""
+        try:
+            return self._call(context)
+        except Exception as error:
+            forget_frames(error)  # a kept error keeps no response, session or header
+            del context  # nor the context's values, in tracebacks rendered with locals
+            raise
+
+    def _call(self, context: Context) -> dict[str, Any]:
         out = self.build(context)
+        del context  # its values (secrets too) stay out of tracebacks rendered with locals
         response = self.client.send(out, auth=self.auth, limits=self.limits)
         try:
+            if self.accepts(response.status_code):
+                self.read_body(response, out)
+            else:
+                _body.read_prefix(response)  # for the error's excerpt
             return self.interpret(response, out)
-        except BaseException:
-            response.close()  # an error keeps no connection from the pool
-            raise
+        finally:
+            response.close()  # every response is closed: its connection goes back to the pool
+
+    def accepts(self, status: int) -> bool:
+        """Whether a response with ``status`` is one to check and capture from (mapped to ``"ok"``)."""
+        if self._plain_2xx and status in _SUCCESS:
+            return True
+        return self._status_map.action(status, idempotent=self._idempotent) is Action.OK
+
+    def read_body(self, response: Any, out: Outgoing) -> None:
+        """Read a requests response's body whole, within ``max_body`` (`BodyTooLarge` beyond)."""
+        failure = None
+        try:
+            whole = _body.read(response, out.max_body, head=out.method == "HEAD")
+        except READ_ERRORS as error:
+            failure = self.client.read_error(out, error)
+        if failure is not None:  # raised outside the except clause: its chain is masked copies only
+            response.close()
+            raise failure
+        if not whole:
+            raise self.too_large(response, out)
+
+    def too_large(self, response: Any, out: Outgoing) -> BodyTooLarge:
+        """The error for a body past ``max_body``."""
+        what = f"the body is larger than max_body={out.max_body} bytes"
+        return self._failure(BodyTooLarge, what, response, out, limit=out.max_body)  # type: ignore[return-value]
 
     def build(self, context: Context) -> Outgoing:
         """The request to send for ``context``: URL, headers and body filled in."""
         url = self._fixed_url
+        shown: str | None = None
+        hidden: tuple[str, ...] = ()
         if url is None:
-            try:
-                url = "".join(
-                    literal if field is None else literal + quote(str(context[field]), safe="")
-                    for literal, field in self._template
-                )
-            except KeyError as error:
-                raise self._missing(str(error.args[0]), context, "its URL") from None
+            url = self._fill(context)
+            if self._secret_places:
+                shown = _redact.url(_add_query(self._fill(context, masked=True), self._static_query))
+                hidden = tuple(str(context[p.key]) for _, p in self._template if p is not None and p.secret)
             url = _add_query(url, self._static_query)
+        view = None
         if self._params is not None or self._param_pairs:
-            url = _add_query(url, urlencode(self._dynamic_pairs(context), doseq=True))
-        headers = self._static_headers
-        if self._headers_func is not None or self._header_funcs:
-            headers = dict(headers)
-            if self._headers_func is not None:
-                headers.update(
-                    (k, str(v)) for k, v in _pairs(self._headers_func(context), "headers", f"Request {self.name!r}")
-                )
-            for key, func in self._header_funcs:
-                headers[key] = str(func(context))
+            view = _Lookup(context)
+            query = _query(self._dynamic_pairs(view, context))
+            url = _add_query(url, query)
+            if shown is not None:
+                shown = _redact.url(_add_query(shown, query))
         body = self._json
         if callable(body):
-            body = body(context)
+            body = self._apply(body, context, "its JSON body")
         data = self._data
         if callable(data):
-            data = data(context)
+            data = self._apply(data, context, "its form body")
         elif self._data_funcs:
-            data = {k: v(context) if callable(v) else v for k, v in data.items()}
+            data = {k: self._apply(v, context, f"form field {k!r}") if callable(v) else v for k, v in data.items()}
+        # Headers last, so that no frame raising an error holds their values.
+        headers = (
+            self._static_headers
+            if self._headers_func is None and not self._header_funcs
+            else self._dynamic_headers(_Lookup(context) if view is None else view, context)
+        )
         return Outgoing(
             self.method,
             url,
@@ -653,12 +843,78 @@ class Request(Service):
             allow_redirects=self._allow_redirects,
             idempotent=self._idempotent,
             service=self.name or "",
+            verify=self._verify,
+            max_body=self._max_body,
+            shown=shown,
+            hidden=hidden,
         )
 
-    def _dynamic_pairs(self, context: Context) -> list[tuple[str, Any]]:
+    def _fill(self, context: Context, *, masked: bool = False) -> str:
+        """The URL template filled from ``context`` (secret placeholders as ``***`` when ``masked``)."""
+        parts = []
+        for literal, place in self._template:
+            parts.append(literal)
+            if place is None:
+                continue
+            if masked and place.secret:
+                parts.append(_redact.MASK)
+                continue
+            try:
+                value = context[place.key]
+            except KeyError:
+                raise self._missing(place.key, context, "its URL") from None
+            quoted = _url_value(value, place)
+            if quoted is None:
+                part = f"placeholder {place.key!r}"
+                why = _why_not(value)
+                msg = f"{self.name}: context key {place.key!r} cannot fill its URL placeholder: {why}"
+                raise RequestBuildError(msg, method=self.method, url=_redact.url(self.url), part=part)
+            parts.append(quoted)
+        return "".join(parts)
+
+    def _apply(self, func: Callable[[Context], Any], context: Context, what: str, view: Context | None = None) -> Any:
+        """``func(context)``; a missing key becomes `MissingContextKey`, other errors name ``what``."""
+        try:
+            return func(_Lookup(context) if view is None else view)
+        except _Missing as missing:
+            raise self._missing(str(missing.args[0]), context, what) from None
+        except FlowError:
+            raise  # StopFlow, Retry, Fatal... steer the run as they are
+        except Exception as error:
+            reason = _redact.scrub(f"{type(error).__name__}: {error}", ())[:300]
+            msg = f"{self.name}: the function computing {what} failed: {reason}"
+            raise RequestBuildError(msg, method=self.method, url=_redact.url(self.url), part=what) from error
+
+    def _dynamic_headers(self, view: Context, context: Context) -> dict[str, str]:
+        headers = dict(self._static_headers)
+        given: Any = None
+        value: Any = None
+        problem = None
+        try:
+            pairs: list[tuple[str, Any]] = []
+            if self._headers_func is not None:
+                given = self._apply(self._headers_func, context, "its headers", view)
+                pairs = _pairs(given, "headers", f"Request {self.name!r}")
+            pairs += [(key, self._apply(func, context, f"header {key!r}", view)) for key, func in self._header_funcs]
+            for key, value in pairs:
+                if isinstance(value, (int, float)) and not isinstance(value, bool):
+                    value = str(value)  # noqa: PLW2901 - a computed number is sent as text
+                problem = None if value is None else header_problem(key, value)  # None: not sent
+                if problem is not None:
+                    break
+                _put(headers, key, value)
+            else:
+                return headers
+        finally:
+            # Header values stay out of this frame's locals (tracebacks rendered with locals).
+            del headers, given, value, pairs
+        msg = f"{self.name}: {problem}"
+        raise RequestBuildError(msg, method=self.method, url=_redact.url(self.url), part=f"header {key!r}")
+
+    def _dynamic_pairs(self, view: Context, context: Context) -> list[tuple[str, Any]]:
         if self._params is not None:
-            return _pairs(self._params(context), "params", f"Request {self.name!r}")
-        return [(k, v(context) if callable(v) else v) for k, v in self._param_pairs]
+            return _pairs(self._apply(self._params, context, "its params", view), "params", f"Request {self.name!r}")
+        return [(k, self._apply(v, context, f"param {k!r}", view) if callable(v) else v) for k, v in self._param_pairs]
 
     def _missing(self, key: str, context: Context, where: str) -> MissingContextKey:
         return MissingContextKey(
@@ -728,9 +984,7 @@ class Request(Service):
         secrets = out.secrets(self.auth) if out is not None else []
         info = response_info(response, secrets)
         method = out.method if out is not None else self.method
-        url = _redact.url(out.url if out is not None else self.url)
-        for secret in secrets:
-            url = url.replace(secret, _redact.MASK)
+        url = out.shown_url() if out is not None else _redact.url(self.url)
         excerpt = f"; body: {info.excerpt}" if info.excerpt else ""
         message = f"{method} {url} -> {info.status_code}: {what}{excerpt}"
         return kind(message, method=method, url=url, response=info, **data)
@@ -749,15 +1003,28 @@ def _rebuild(method: str, url: str, config: dict[str, Any]) -> Request:
 
 
 def response_info(response: Any, secrets: Iterable[str] = ()) -> ResponseInfo:
-    """What an error keeps of ``response``: status, masked headers, a masked excerpt."""
+    """What an error keeps of ``response``: status, masked headers, a masked excerpt.
+
+    A body not read yet is read no further than `service_flow.http._body.PREFIX_BYTES`.
+    """
+    content = _body.content(response)
     try:
-        content = response.content
-    except Exception:  # noqa: BLE001 - a body that cannot be read must not hide the error
-        content = b""
-    elapsed = getattr(response, "elapsed", None)
+        elapsed = response.elapsed
+    except Exception:  # noqa: BLE001 - httpx raises on a response still open
+        elapsed = None
     return ResponseInfo(
         status_code=response.status_code,
         headers=_redact.headers(response.headers),
-        excerpt=_redact.excerpt(content if isinstance(content, bytes) else b"", secrets),
+        excerpt=_excerpt(response, content, secrets),
         elapsed=None if elapsed is None else float(elapsed.total_seconds()),
     )
+
+
+def _excerpt(response: Any, content: bytes, secrets: Iterable[str]) -> str:
+    excerpt = _redact.excerpt(content, secrets)
+    if len(content) > _body.PREFIX_BYTES and excerpt.endswith(" bytes of binary content>"):
+        # Only a prefix was read: say how large the body is when the server did.
+        length = _body.declared_length(response.headers)
+        size = f"{length} bytes" if length is not None else f"more than {_body.PREFIX_BYTES} bytes"
+        excerpt = f"<{size} of binary content>"
+    return excerpt
