@@ -692,7 +692,7 @@ class _Generator:
             "try:",
             f"    b = {table}[v]",
             "except Exception:",  # unknown, unhashable, a __hash__ or __eq__ that raises
-            f"    b = _x{index}(v)",
+            f"    b = _x{index}(v{', rec' if self.record else ''})",  # a run records its failure
         ]
         block.extend((f"    {line}", index) for line in lines)
         self.emit_call(block, "b", index, aio=aio)
@@ -728,7 +728,7 @@ class _Generator:
         for table, functions, default, index, node in self.pending_tables:
             self.ns[table].update({value: self.ns[function] for value, function in functions.items()})
             self.ns[f"_x{index}"] = _no_branch(
-                node, self.ns[default] if default else None, self.flow_name, self.steps[index].name
+                node, self.ns[default] if default else None, self.flow_name, self.steps[index].name, index
             )
         # Let tracebacks show the generated lines, and forget them with the plan.
         # (The flow's name has no NUL: Flow checks names when they are given.)
@@ -760,13 +760,15 @@ def _call_expression(call: str, call_args: list[str], spec: Spec, *, aio: bool, 
     return f"{call}({joined})"
 
 
-def _no_branch(node: Any, default: Callable[..., Any] | None, flow_name: str, step: str) -> Callable[[object], Any]:
+def _no_branch(
+    node: Any, default: Callable[..., Any] | None, flow_name: str, step: str, index: int
+) -> Callable[..., Any]:
     known = tuple(node.branches)
     listed = ", ".join(short_repr(v, 40) for v in known[:_MAX_LISTED_VALUES])
     if len(known) > _MAX_LISTED_VALUES:
         listed += f" and {len(known) - _MAX_LISTED_VALUES} more"
 
-    def no_branch(value: object) -> Callable[..., Any]:
+    def no_branch(value: object, rec: Records | None = None) -> Callable[..., Any]:
         if default is not None:
             return default
         why = ""
@@ -775,7 +777,10 @@ def _no_branch(node: Any, default: Callable[..., Any] | None, flow_name: str, st
         except Exception as error:  # noqa: BLE001 - any failure of __hash__ is the value's
             why = f" (it cannot be hashed: {type(error).__name__})"
         message = f"the fork on {node.key!r} has no branch for {short_repr(value)}{why}; known values: {listed}"
-        raise ForkError(message, key=node.key, value=value, known=known, flow=flow_name, step=step) from None
+        error = ForkError(message, key=node.key, value=value, known=known, flow=flow_name, step=step)
+        if rec is not None:  # recorded here, so that an around service swallowing it leaves it seen
+            write(rec, index, Failure(error), now())
+        raise error from None
 
     return no_branch
 

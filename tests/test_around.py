@@ -424,3 +424,24 @@ def test_an_async_around_service_that_swallows_an_exception_shows_what_it_left_o
         ("slow", "failed"),
         ("double", "skipped"),
     ]
+
+
+def test_a_fork_error_an_around_service_swallowed_shows_the_fork_failed() -> None:
+    class CatchAll(Around):
+        def __call__(self, call_next: CallNext) -> dict[str, str] | None:
+            try:
+                call_next()
+            except Exception as error:
+                return {"caught": type(error).__name__}
+            return None
+
+    run = (CatchAll() >> divide >> fork_on("mode", {"x": double}) >> double).run({"a": 1, "b": 1, "mode": "y"})
+    assert run.succeeded
+    assert run.context["caught"] == "ForkError"
+    assert [(r.name, r.status) for r in run.steps] == [
+        ("CatchAll", "succeeded"),
+        ("divide", "succeeded"),
+        ("fork on mode", "failed"),
+        ("double", "skipped"),
+    ]
+    assert type(run.steps[2].error).__name__ == "ForkError"
