@@ -777,10 +777,10 @@ def _no_branch(
         except Exception as error:  # noqa: BLE001 - any failure of __hash__ is the value's
             why = f" (it cannot be hashed: {type(error).__name__})"
         message = f"the fork on {node.key!r} has no branch for {short_repr(value)}{why}; known values: {listed}"
-        error = ForkError(message, key=node.key, value=value, known=known, flow=flow_name, step=step)
+        refused = ForkError(message, key=node.key, value=value, known=known, flow=flow_name, step=step)
         if rec is not None:  # recorded here, so that an around service swallowing it leaves it seen
-            write(rec, index, Failure(error), now())
-        raise error from None
+            write(rec, index, Failure(refused), now())
+        raise refused from None
 
     return no_branch
 
