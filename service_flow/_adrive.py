@@ -73,6 +73,7 @@ class AsyncDrive:
                 task = asyncio.ensure_future(self._process(Item(next(index), data)))
                 tasks.add(task)
                 task.add_done_callback(tasks.discard)
+                task.add_done_callback(self._ended)
             if tasks:
                 await asyncio.gather(*tasks)
         except BaseException as error:  # noqa: BLE001 - re-raised below; cancelled, interrupted: what runs ends as not processed
@@ -88,6 +89,15 @@ class AsyncDrive:
             attach_report(raised, report)
             raise raised
         return report
+
+    def _ended(self, task: asyncio.Task[None]) -> None:
+        """A task that raised (a clock, a resource's restart...) ends the run like ``on_result`` raising."""
+        if task.cancelled():
+            return
+        error = task.exception()
+        if error is not None and self.failure is None:
+            self.failure = error
+            self.driver.stop(f"processing an input raised {_log.describe_error(error)}")
 
     def _deliver(self, result: Result) -> None:
         on_result = self.driver.on_result
@@ -152,6 +162,8 @@ class AsyncDrive:
         stopper = asyncio.ensure_future(self.stopped.wait())
         try:
             await asyncio.wait({sleeper, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            if sleeper.done():
+                sleeper.result()  # a clock that raised: the run ends with its error
         finally:
             sleeper.cancel()
             stopper.cancel()

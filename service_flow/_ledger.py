@@ -11,7 +11,7 @@ import contextlib
 import copy
 import heapq
 import itertools
-from collections.abc import Mapping
+from collections.abc import AsyncIterable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -23,11 +23,11 @@ from service_flow.policy import ErrorKind
 from service_flow.report import Input, Outcome, Report, Result
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator
+    from collections.abc import Iterator
 
     from service_flow.driver import Driver
 
-__all__ = ["Item", "Ledger", "attach_report", "fresh", "plain"]
+__all__ = ["Item", "Ledger", "attach_report", "check_source", "fresh", "plain"]
 
 # Values a service cannot change in place: an input holding only these needs no deep copy.
 _ATOMS = frozenset({str, int, float, bool, type(None), bytes, complex})
@@ -63,6 +63,27 @@ def fresh(data: Input) -> dict[str, Any]:
             except Exception:  # noqa: BLE001, PERF203 - shared as it is
                 copied[key] = value
         return copied
+
+
+def check_source(inputs: object, method: str, *, aio: bool = False) -> None:
+    """Refuse, with `InvalidInput` naming ``method``, what is not a stream of inputs.
+
+    One mapping, a string or bytes would be iterated into keys or characters, each a
+    dead letter: they are refused too (``[mapping]`` runs one input).
+    """
+    if isinstance(inputs, (Mapping, str, bytes)):
+        msg = f"{method} takes an iterable of inputs (mappings), got one {type(inputs).__name__}"
+        if isinstance(inputs, Mapping):
+            msg += ": pass [inputs] to process one input"
+        raise InvalidInput(msg)
+    if isinstance(inputs, Iterable) or (aio and isinstance(inputs, AsyncIterable)):
+        return
+    with contextlib.suppress(TypeError):
+        iter(inputs)  # type: ignore[call-overload] # a sequence with __getitem__ only
+        return
+    kinds = "an iterable or an async iterable" if aio else "an iterable"
+    msg = f"{method} takes {kinds} of inputs (mappings), got {type(inputs).__name__}"
+    raise InvalidInput(msg)
 
 
 def attach_report(error: BaseException, report: Report | None) -> None:
@@ -140,6 +161,12 @@ class Ledger:
 
     def not_processed(self, items: Iterable[Item]) -> None:
         self.report.not_processed.extend(self.result(item, Outcome.NOT_PROCESSED) for item in items)
+
+    def interrupted(self, item: Item, interrupt: BaseException) -> None:
+        """An attempt ended by something that ends the run (a second Ctrl-C): not processed."""
+        item.attempts += 1
+        item.errors.append(interrupt)
+        self.not_processed([item])
 
     def succeeded(self, item: Item, context: dict[str, Any], *, emit: bool) -> Result | None:
         self.report.succeeded += 1

@@ -114,7 +114,10 @@ def _level_is_fixed(wrapper_class: Any) -> bool:
 
 def describe_error(error: BaseException) -> str:
     """``Type: message``, cut short, for a log field (a fork's unknown value left out)."""
-    text = f"{type(error).__name__}: {error.redacted() if isinstance(error, ForkError) else error}"
+    try:
+        text = f"{type(error).__name__}: {error.redacted() if isinstance(error, ForkError) else error}"
+    except Exception:  # noqa: BLE001 - a service's exception whose __str__ raises must not end a run
+        text = f"{type(error).__name__}: <str() of the error raised>"
     return text if len(text) <= _MAX_ERROR_CHARS else text[: _MAX_ERROR_CHARS - 1] + "…"
 
 

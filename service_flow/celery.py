@@ -51,6 +51,7 @@ import structlog
 from typing_extensions import TypedDict
 
 from service_flow import _log
+from service_flow._ledger import fresh
 from service_flow.clock import SYSTEM_CLOCK, Clock
 from service_flow.exceptions import FlowError, InvalidInput, MissingContextKey
 from service_flow.flow import Flow
@@ -223,7 +224,8 @@ def flow_task(  # noqa: PLR0913 - the driver's options, plus Celery's
     * ``exports``: the keys the result carries (default: the whole final context), a
       list of strings checked here; every one must be in the context of a succeeded run;
     * ``name`` (default: the flow's name) and ``options`` go to ``app.task``, over
-      `TASK_DEFAULTS` (``acks_late``, ``reject_on_worker_lost``).
+      `TASK_DEFAULTS` (``acks_late``, ``reject_on_worker_lost``); ``bind`` and a
+      ``max_retries`` are refused (the task is bound, and the policies count attempts).
 
     Log events (``celery.task.succeeded``, ``.stopped``, ``.retrying``, ``.failed``,
     ``.fatal``) carry the Celery ``task_id`` and the flow's ``run_id``; during the run,
@@ -242,26 +244,30 @@ def flow_task(  # noqa: PLR0913 - the driver's options, plus Celery's
         problems=[
             export_problem,
             None if isinstance(clock, Clock) else f"clock takes a service_flow.Clock, got {clock!r}",
-            None if name is None or type(name) is str else f"name takes a str, got {name!r}",
+            None if name is None or (type(name) is str and name) else f"name takes a non-empty str, got {name!r}",
+            *_option_problems(options),
         ],
     )
     worker = _Worker(flow, steering, clock)
 
     def run_flow(task: Any, *args: Any, **kwargs: Any) -> FlowTaskResult:
         request = task.request
-        attempt_errors = [str(error) for error in kwargs.pop(_ERRORS_KWARG, ())]
-        restarts = kwargs.pop(_RESTARTS_KWARG, 0)
+        attempt_errors, restarts, problem = _carried(kwargs)
         attempt = len(attempt_errors) + 1
         log = _log.logger().bind(task=task.name, task_id=request.id, flow=flow.name, attempt=attempt)
         worker.refuse_if_gave_up()
-        inputs, problem = _inputs(args, kwargs)
+        inputs, refused = _inputs(args, kwargs)
+        problem = problem or refused
         if problem is not None:
             error: BaseException = InvalidInput(problem)
             return _fail(log, [*attempt_errors, _log.describe_error(error)], flow, error)
         with structlog.contextvars.bound_contextvars(task_id=request.id):
             # A worker runs one task at a time per process (or thread): an async flow
-            # gets an event loop of its own for the run.
-            run = asyncio.run(flow.arun(inputs)) if flow.is_async else flow.run(inputs)
+            # gets an event loop of its own for the run.  The run gets a deep copy: what
+            # it does to its context never reaches the caller's input (run eagerly) or
+            # the input the next attempt's message carries.
+            context = fresh(inputs)
+            run = asyncio.run(flow.arun(context)) if flow.is_async else flow.run(context)
         log = log.bind(run_id=run.run_id)
         failure = run.error if run.status is RunStatus.FAILED else None
         if failure is None:
@@ -272,7 +278,7 @@ def flow_task(  # noqa: PLR0913 - the driver's options, plus Celery's
         errors = [*attempt_errors, _log.describe_error(failure)]
         kind = steering.classify(failure)
         if kind is ErrorKind.FATAL:
-            worker.on_fatal(task, log, errors, failure, inputs, int(restarts) + 1)
+            worker.on_fatal(task, log, errors, failure, inputs, restarts + 1)
         if kind is ErrorKind.RETRY:
             countdown = steering.retry_delay(attempt, failure)
             if countdown is not None:  # finite, between 0 and the policy's ceiling
@@ -282,6 +288,19 @@ def flow_task(  # noqa: PLR0913 - the driver's options, plus Celery's
 
     task_options = {**TASK_DEFAULTS, "name": name or flow.name, **options}
     return app.task(bind=True, **task_options)(run_flow)
+
+
+def _option_problems(options: dict[str, Any]) -> list[str]:
+    """Celery options that would break the contract: the task is bound, the policy counts."""
+    problems = []
+    if "bind" in options:
+        problems.append("bind is not an option: the task is always bound (it retries itself)")
+    if options.get("max_retries") is not None:
+        problems.append(
+            f"max_retries={options['max_retries']!r} would cut the retries and restarts short: "
+            "give retry=RetryPolicy(max_attempts=...) and max_restarts= instead"
+        )
+    return problems
 
 
 def _exports(exports: object) -> tuple[tuple[str, ...] | None, str | None]:
@@ -294,6 +313,24 @@ def _exports(exports: object) -> tuple[tuple[str, ...] | None, str | None]:
     if not all(type(key) is str for key in keys):
         return None, f"exports must be context keys (strings), got {keys!r}"
     return keys, None
+
+
+def _carried(kwargs: dict[str, Any]) -> tuple[list[str], int, str | None]:
+    """The attempts' errors and the restarts in a row a retry message carries, and what is wrong.
+
+    The task sends them itself; a caller passing these reserved keywords with other
+    values gets an `InvalidInput` naming them, never a crash inside the task.
+    """
+    errors: object = kwargs.pop(_ERRORS_KWARG, [])
+    restarts: object = kwargs.pop(_RESTARTS_KWARG, 0)
+    problems = []
+    if not isinstance(errors, (list, tuple)):
+        problems.append(f"{_ERRORS_KWARG} (reserved for the task's retries) must be a list, got {errors!r}")
+        errors = []
+    if isinstance(restarts, bool) or not isinstance(restarts, int) or restarts < 0:
+        problems.append(f"{_RESTARTS_KWARG} (reserved for the task's retries) must be a whole number, got {restarts!r}")
+        restarts = 0
+    return [str(error) for error in errors], restarts, "; ".join(problems) or None
 
 
 def _inputs(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[dict[str, Any], str | None]:

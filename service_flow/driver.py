@@ -48,7 +48,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Callable, Union
 
 from service_flow import _log
-from service_flow._ledger import Item, Ledger, attach_report, fresh
+from service_flow._ledger import Item, Ledger, attach_report, check_source, fresh
 from service_flow._remote import BatchSizer, decode, encode_input, run_local_batch, run_remote_batch
 from service_flow.clock import SYSTEM_CLOCK, Clock
 from service_flow.exceptions import ConfigurationError, FlowError
@@ -207,6 +207,8 @@ class Driver:
         self.progress = progress
         self.total = total
         self.handle_signals = handle_signals
+        if self.remote:
+            self._check_pickles()
         self.resources = Resources.of(self.flow)
         self._stop = threading.Event()
         self._stopping = False  # the event's flag, read on the hot path
@@ -255,6 +257,7 @@ class Driver:
         """
         on_result = self.on_result
         self._check_sync()
+        check_source(inputs, "Driver.run")
         drive = Drive(self, inputs, emit=on_result is not None)
         try:
             if on_result is None:
@@ -275,9 +278,11 @@ class Driver:
         """Process the inputs lazily, yielding each `Result` as it completes.
 
         The `Drive` returned has the `Report` in ``.report`` once it is exhausted or
-        closed (``drive.close()``, or use it as a context manager).
+        closed (``drive.close()``, or use it as a context manager).  ``on_result``, when
+        set, is called with each result before it is yielded, as in `run`.
         """
         self._check_sync()
+        check_source(inputs, "Driver.iter")
         return Drive(self, inputs, emit=True)
 
     def stop(self, reason: str = "stop() was called") -> None:
@@ -307,6 +312,7 @@ class Driver:
         """
         from service_flow._adrive import AsyncDrive
 
+        check_source(inputs, "Driver.arun", aio=True)
         if concurrency is not None:
             problem = number_problem("concurrency", concurrency, minimum=1, integer=True)
             if problem is not None:
@@ -340,6 +346,18 @@ class Driver:
         self._stop.clear()
         return reason
 
+    def _check_pickles(self) -> None:
+        """Refuse, when it is given, an executor whose worker processes cannot get the flow."""
+        try:
+            pickle.dumps(self.flow)
+        except Exception as error:
+            msg = (
+                f"Driver for flow {self.flow.name!r}: executor runs the flow in other processes, "
+                f"and the flow cannot be pickled: {_log.describe_error(error)} (module-level functions "
+                "and services pickle; lambdas and local functions do not)"
+            )
+            raise ConfigurationError(msg) from error
+
     def _flow_payload(self) -> bytes:
         if self._flow_bytes is None:
             self._flow_bytes = pickle.dumps(self.flow)
@@ -359,7 +377,8 @@ class Drive(Iterator[Result]):
         self._ended: list[Report] = []  # filled by the generator, which must not hold self
         # (a cycle would keep an abandoned drive, and its signal handlers, until the
         # collector runs; without one, dropping the drive closes the generator at once)
-        self._gen = _generate(driver, iter(inputs), self._ended, emit=emit)
+        self._source = iter(inputs)
+        self._gen = _generate(driver, self._source, self._ended, emit=emit)
 
     @property
     def report(self) -> Report | None:
@@ -368,16 +387,30 @@ class Drive(Iterator[Result]):
 
     def __next__(self) -> Result:
         try:
-            return next(self._gen)
+            result = next(self._gen)
         except StopIteration:
             raise
         except BaseException as error:  # interrupted: the report was ended on the way out
             attach_report(error, self.report)
             raise
+        on_result = self.driver.on_result
+        if on_result is not None:  # called as in run(), before the result is handed out
+            try:
+                on_result(result)
+            except BaseException as error:
+                self.close(f"on_result raised {_log.describe_error(error)}")
+                attach_report(error, self.report)
+                raise
+        return result
 
     def close(self, reason: str = "the drive was closed before its end") -> None:
         """Stop: finish what is in flight (outcomes counted, no more results), end the report."""
-        if self.report is None and inspect.getgeneratorstate(self._gen) != inspect.GEN_CREATED:
+        if self.report is None and inspect.getgeneratorstate(self._gen) == inspect.GEN_CREATED:
+            # Never started: nothing ran, nothing was read; the report hands the source back.
+            self._gen.close()
+            self._ended.append(Report(flow=self.driver.flow.name, unread=self._source, stop_reason=reason))
+            return
+        if self.report is None:
             self.driver.stop(reason)
         self._gen.close()
 
@@ -440,6 +473,9 @@ def _inline(driver: Driver, ledger: Ledger, *, emit: bool) -> Generator[Result, 
                 context = _attempt(flow, item.input)
             except Exception as error:  # noqa: BLE001 - every error is an outcome
                 result = _settle(driver, ledger, item, error)
+            except BaseException as interrupt:  # a second Ctrl-C: the input is not lost
+                ledger.interrupted(item, interrupt)
+                raise
             else:
                 item.attempts += 1
                 result = ledger.succeeded(item, context, emit=emit)
@@ -473,6 +509,9 @@ def _inline(driver: Driver, ledger: Ledger, *, emit: bool) -> Generator[Result, 
                     if waiting or driver._stopping:
                         break
                     continue
+                except BaseException as interrupt:  # a second Ctrl-C: the input is not lost
+                    ledger.interrupted(Item(position, data), interrupt)
+                    raise
                 succeeded += 1
                 if emit:
                     key = position if plain_ids else driver._id(position, data)
@@ -502,7 +541,12 @@ def _settle(driver: Driver, ledger: Ledger, item: Item, error: BaseException) ->
         result = ledger.failed(item, kind, error)
         if kind is not ErrorKind.FATAL:
             return result
-        if not ledger.restart_here([item]):
+        try:
+            restarted = ledger.restart_here([item])
+        except BaseException:  # interrupted while it waits for its restart
+            ledger.not_processed([item])
+            raise
+        if not restarted:
             ledger.not_processed([item])
             return None
         try:
@@ -510,6 +554,9 @@ def _settle(driver: Driver, ledger: Ledger, item: Item, error: BaseException) ->
         except Exception as again:  # noqa: BLE001 - every error is an outcome
             error = again
             continue
+        except BaseException as interrupt:
+            ledger.interrupted(item, interrupt)
+            raise
         item.attempts += 1
         return ledger.succeeded(item, context, emit=True)
 
@@ -554,9 +601,10 @@ class _Pool:
                             yield result
                 if not in_flight:
                     if fatal and not driver.stopping:
-                        waited, self.fatal = fatal, []
-                        fatal = self.fatal
-                        if ledger.restart_here(waited):
+                        waited = list(fatal)  # kept in `fatal` until restarted: an interrupt loses none
+                        restarted = ledger.restart_here(waited)
+                        fatal.clear()
+                        if restarted:
                             ledger.requeue(waited)
                         else:
                             ledger.not_processed(waited)

@@ -220,7 +220,11 @@ class FlowDefinitionError(FlowError, TypeError):
 
 
 class InvalidInput(FlowError):
-    """The driver was given an input that is not a mapping (it becomes a dead letter)."""
+    """The driver was given an input that is not a mapping (it becomes a dead letter).
+
+    Also raised by `Driver.run`, ``iter`` and ``arun`` when what they are given is not a
+    stream of inputs (``None``, a number, one mapping).
+    """
 
 
 class RemoteError(FlowError):

@@ -114,10 +114,12 @@ class RetryPolicy:
 
     def exhausted(self, attempts: int) -> bool:
         """Whether an input that has been tried ``attempts`` times may not be tried again."""
+        _check_count("exhausted", "attempts", attempts, 0)
         return attempts >= self.max_attempts
 
     def backoff(self, retry: int) -> float:
         """The delay before retry number ``retry`` (1-based) before jitter, in constant time."""
+        _check_count("backoff", "retry", retry, 1)
         cap = min(self.max_delay, self.ceiling)
         if self.initial == 0:
             return 0.0
@@ -135,8 +137,10 @@ class RetryPolicy:
         """The seconds to wait before retry number ``retry`` (1-based), after ``error``.
 
         Always a finite number between 0 and ``ceiling``.  ``rng`` draws the jitter (a
-        seeded `random.Random` makes delays reproducible).
+        seeded `random.Random` makes delays reproducible).  ``retry`` is a whole number
+        of at least 1, else a `ConfigurationError` naming it.
         """
+        _check_count("delay", "retry", retry, 1)
         if isinstance(error, Retry):
             asked: object = error.delay  # set by a service: anything may be there
             if (
@@ -150,6 +154,13 @@ class RetryPolicy:
         if self.jitter and delay:
             delay -= delay * self.jitter * (rng or _RANDOM).random()
         return delay
+
+
+def _check_count(method: str, name: str, value: object, minimum: int) -> None:
+    problem = number_problem(name, value, minimum=minimum, integer=True)
+    if problem is not None:
+        msg = f"RetryPolicy.{method}: {problem}"
+        raise ConfigurationError(msg)
 
 
 _RANDOM = random.Random()  # noqa: S311 - jitter, not cryptography

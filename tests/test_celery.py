@@ -117,6 +117,16 @@ def test_options_are_checked_when_the_task_is_made():
         assert problem in str(caught.value)
 
 
+@pytest.mark.parametrize(
+    ("options", "named"),
+    [({"bind": False}, "bind is not an option"), ({"max_retries": 2}, "max_retries=2"), ({"name": ""}, "name takes")],
+)
+def test_celery_options_that_would_break_the_contract_are_refused(options, named):
+    with pytest.raises(ConfigurationError, match=named):
+        flow_task(eager_app(), Flow(Raise()), **options)
+    assert flow_task(eager_app(), Flow(Raise()), max_retries=None, acks_late=True).max_retries is None
+
+
 def test_a_context_value_json_cannot_carry_fails_the_task_naming_the_key_not_the_value():
     task = flow_task(eager_app(), Flow(lambda: {"when": object(), "token": "s3cret"}), name="odd")
     with pytest.raises(FlowTaskFailed) as caught:
@@ -252,6 +262,35 @@ def test_keyword_arguments_are_the_input():
     assert task.apply(kwargs={"order_id": 9}).get()["context"] == {"order_id": 9, "done": 9}
     with pytest.raises(FlowTaskFailed, match="not both"):
         task.apply(args=({"order_id": 9},), kwargs={"order_id": 9}).get()
+
+
+@pytest.mark.parametrize(
+    "reserved",
+    [{"fatal_restarts": "zz"}, {"fatal_restarts": float("nan")}, {"fatal_restarts": -3}, {"attempt_errors": None}],
+)
+def test_the_reserved_keywords_with_other_values_fail_naming_them(reserved):
+    task = flow_task(eager_app(), Flow(Raise(Fatal("lost"))), clock=FakeClock())
+    with pytest.raises(FlowTaskFailed, match=f"InvalidInput: {next(iter(reserved))} .*reserved"):
+        task.apply(kwargs={"order_id": 9, **reserved}).get()
+
+
+def test_each_attempt_starts_from_an_untouched_copy_of_the_input():
+    seen: list[list[str]] = []
+
+    def collect(items: list[str]) -> None:
+        items.append("x")
+        seen.append(list(items))
+        if len(seen) < 3:
+            raise Retry("again", delay=0)
+        raise Fatal("lost")
+
+    task = flow_task(eager_app(), collect, max_restarts=1, clock=FakeClock())
+    given = {"items": ["a"]}
+    with pytest.raises(FlowTaskFailed, match="gave up") as caught:
+        apply(task, given).get()
+    assert caught.value.attempts == 4  # two retries, a restart, its Fatal again
+    assert seen == [["a", "x"]] * 4  # the retries and the run after a restart see the input as given
+    assert given == {"items": ["a"]}  # and so does the caller
 
 
 def test_a_fork_error_is_a_failure_not_a_restart():

@@ -15,7 +15,18 @@ from pathlib import Path
 
 import pytest
 
-from service_flow import ConfigurationError, Driver, Fatal, Outcome, RemoteError, Retry, RetryPolicy, Service, StopFlow
+from service_flow import (
+    ConfigurationError,
+    Driver,
+    Fatal,
+    InvalidInput,
+    Outcome,
+    RemoteError,
+    Retry,
+    RetryPolicy,
+    Service,
+    StopFlow,
+)
 from service_flow.testing import FakeClock
 
 # -- one scenario, every place the work can run ----------------------------------------
@@ -111,18 +122,32 @@ def summary(report, results):
 def test_the_same_scenario_ends_the_same_way_wherever_it_runs(mode, tmp_path, request):
     (tmp_path / "expected").mkdir()
     (tmp_path / mode).mkdir()
-    expected = summary(*drive("inline", tmp_path / "expected", scenario(), request))
-    got = summary(*drive(mode, tmp_path / mode, scenario(), request))
+    # Every input completes, so every outcome is fixed whatever the timing: the run that
+    # gives up on an input (below) ends concurrent inputs by timing, hence its own test.
+    plans = [plan for plan in PLANS if plan != "fatal_always"]
+    expected = summary(*drive("inline", tmp_path / "expected", scenario(plans), request))
+    got = summary(*drive(mode, tmp_path / mode, scenario(plans), request))
     assert got == expected
-    # What the inline run does, spelled out: the always-Fatal input gets its 3 restarts,
-    # then the driver gives up on it (4 attempts) and stops; nothing else is lost.
+    # What the inline run does, spelled out.
     outcomes = {position: (outcome, attempts) for position, outcome, attempts, _, _ in expected["inputs"]}
-    assert outcomes[9] == (Outcome.NOT_PROCESSED, 4)
-    assert outcomes[3] == (Outcome.SUCCEEDED, 2)
+    assert outcomes[3] == (Outcome.SUCCEEDED, 2)  # one restart, then done
     assert outcomes[1] == outcomes[8] == (Outcome.SUCCEEDED, 3)
     assert outcomes[6] == (Outcome.DEAD, 3)
-    assert expected["stop_reason"] == "3 restarts in a row did not help"
+    assert expected["stop_reason"] is None
     assert expected["counts"]["succeeded"] == 6
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_giving_up_on_an_input_ends_the_run_the_same_way_wherever_it_runs(mode, tmp_path, request):
+    report, results = drive(mode, tmp_path, scenario(), request)
+    # The always-Fatal input gets its 3 restarts, then the driver gives up on it (4
+    # attempts) and stops; every input is accounted for exactly once.
+    every = sorted([*results, *report.not_processed], key=lambda r: r.position)
+    assert [r.position for r in every] == list(range(len(PLANS)))
+    (stuck,) = [r for r in every if r.position == len(PLANS) - 1]
+    assert (stuck.outcome, stuck.attempts) == (Outcome.NOT_PROCESSED, 4)
+    assert report.stop_reason == "3 restarts in a row did not help"
+    assert all(r.outcome is not Outcome.SUCCEEDED or PLANS[r.position] != "fail" for r in every)
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -288,6 +313,159 @@ def test_closing_an_iteration_early_ends_its_report():
     assert first.position == 0
     assert drive.report.stop_reason == "the drive was closed before its end"
     assert drive.report.succeeded == 1
+
+
+def test_a_second_ctrl_c_during_an_attempt_loses_no_input():
+    def interrupt_twice(n):
+        if n == 2:
+            os.kill(os.getpid(), signal.SIGINT)  # the first stops gracefully
+            os.kill(os.getpid(), signal.SIGINT)  # the second interrupts at once
+            time.sleep(0.5)  # the handler runs here, in this attempt
+        return {"out": n}
+
+    before = signal.getsignal(signal.SIGINT)
+    with pytest.raises(KeyboardInterrupt) as caught:
+        Driver(interrupt_twice).run({"n": n} for n in range(10))
+    assert signal.getsignal(signal.SIGINT) is before
+    report = caught.value.report
+    assert report.succeeded == 2
+    [interrupted] = report.not_processed
+    assert (interrupted.position, interrupted.attempts) == (2, 1)
+    assert isinstance(interrupted.error, KeyboardInterrupt)
+
+
+class InterruptedWait(FakeClock):
+    """A clock whose first wait is interrupted, as by a second Ctrl-C during a restart's backoff."""
+
+    def wait(self, event, timeout):
+        raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("workers", [1, 4])
+def test_an_interrupt_while_an_input_waits_for_its_restart_loses_no_input(workers):
+    def fatal_once(n):
+        if n == 1:
+            raise Fatal("lost")
+        return {"out": n}
+
+    with pytest.raises(KeyboardInterrupt) as caught:
+        Driver(fatal_once, workers=workers, clock=InterruptedWait()).run([{"n": n} for n in range(3)])
+    report = caught.value.report
+    assert 1 in [r.position for r in report.not_processed]
+    assert report.succeeded + len(report.not_processed) + len(list(report.unread or [])) == 3
+
+
+def test_closing_a_drive_before_its_first_result_still_ends_its_report():
+    source = iter([{"n": 1}, {"n": 2}])
+    with Driver(flaky).iter(source) as drive:
+        pass
+    assert drive.report is not None
+    assert drive.report.stop_reason == "the drive was closed before its end"
+    assert drive.report.unread is source
+    assert list(drive) == []  # closed: nothing more comes
+
+
+def test_a_flow_that_cannot_be_pickled_is_refused_with_a_process_pool():
+    with ProcessPoolExecutor(1) as pool, pytest.raises(ConfigurationError, match=r"executor .* cannot be pickled"):
+        Driver(lambda n: {"out": n}, executor=pool)
+    with ThreadPoolExecutor(1) as pool:  # threads share the flow: nothing to pickle
+        assert Driver(lambda n: {"out": n}, executor=pool).run([{"n": 1}]).ok
+
+
+@pytest.mark.parametrize(
+    ("inputs", "said"), [(None, "got NoneType"), (5, "got int"), ({"n": 1}, "pass \\[inputs\\]"), ("ab", "got one str")]
+)
+def test_what_is_not_a_stream_of_inputs_is_refused_naming_the_method(inputs, said):
+    driver = Driver(flaky)
+    for method, call in [
+        ("run", lambda: driver.run(inputs)),
+        ("iter", lambda: driver.iter(inputs)),
+        ("arun", lambda: asyncio.run(driver.arun(inputs))),
+    ]:
+        with pytest.raises(InvalidInput, match=rf"Driver\.{method} takes .*{said}"):
+            call()
+
+
+class Unprintable(Exception):
+    def __str__(self):
+        msg = "no str for you"
+        raise RuntimeError(msg)
+
+
+class UnprintableRetry(Retry):
+    __str__ = Unprintable.__str__
+
+
+class UnprintableFatal(Fatal):
+    __str__ = Unprintable.__str__
+
+
+def unprintable(n, kind):
+    if n == 0:
+        raise {"fail": Unprintable, "retry": UnprintableRetry, "fatal": UnprintableFatal}[kind]
+    return {"out": n}
+
+
+async def aunprintable(n, kind):
+    return unprintable(n, kind)
+
+
+@pytest.mark.parametrize("kind", ["fail", "retry", "fatal"])
+@pytest.mark.parametrize("mode", ["inline", "threads", "process_pool", "arun"])
+def test_an_error_whose_str_raises_is_an_outcome_never_the_end_of_the_run(mode, kind):
+    options = {"clock": FakeClock(), "max_restarts": 1, "retry": RetryPolicy(max_attempts=2)}
+    data = [{"n": n, "kind": kind} for n in range(3)]
+    if mode == "arun":
+        report = asyncio.run(Driver(aunprintable, **options).arun(data))
+    elif mode == "process_pool":
+        with ProcessPoolExecutor(2) as pool:
+            report = Driver(unprintable, executor=pool, batch_size=1, **options).run(data)
+    else:
+        report = Driver(unprintable, workers=4 if mode == "threads" else 1, **options).run(data)
+    if kind == "fatal":
+        assert report.stop_reason == "1 restarts in a row did not help"
+        assert [r.position for r in report.not_processed] == [0]
+    else:
+        assert [r.position for r in report.dead_letters] == [0]
+        assert report.succeeded == 2
+
+
+def test_an_arun_task_that_raises_ends_the_run_with_the_report():
+    class BrokenClock(FakeClock):
+        async def asleep(self, seconds):
+            msg = "the clock broke"
+            raise RuntimeError(msg)
+
+    def later(n):
+        if n == 1:
+            raise Retry("later", delay=5)
+        return {"out": n}
+
+    with pytest.raises(RuntimeError, match="the clock broke") as caught:
+        asyncio.run(Driver(later, clock=BrokenClock()).arun([{"n": n} for n in range(4)]))
+    report = caught.value.report
+    assert report.stop_reason == "processing an input raised RuntimeError: the clock broke"
+    assert [r.position for r in report.not_processed] == [1]
+
+
+def test_iter_calls_on_result_too_and_an_on_result_that_raises_ends_it_with_the_report():
+    seen = []
+
+    def on_result(result):
+        seen.append(result.position)
+        if len(seen) == 3:
+            raise Boom("ack failed")
+
+    before = signal.getsignal(signal.SIGINT)
+    drive = Driver(flaky, on_result=on_result, clock=FakeClock()).iter({"n": n} for n in range(1, 100))
+    handed = []
+    with pytest.raises(Boom) as caught:
+        handed.extend(result.position for result in drive)
+    assert handed == seen[:2]  # each result went to on_result before the caller got it
+    assert caught.value.report is drive.report
+    assert drive.report.stop_reason == "on_result raised Boom: ack failed"
+    assert drive.report.unread is not None
+    assert signal.getsignal(signal.SIGINT) is before
 
 
 def test_a_stop_before_run_stops_that_run_at_once_and_is_consumed():

@@ -1,3 +1,4 @@
+import math
 import pickle
 import random
 
@@ -103,3 +104,15 @@ def test_classify_configured_types():
     assert classify(ConnectionError(), fatal_on=[ConnectionError], retry_on=[OSError]) is ErrorKind.FATAL
     # The library's meaning wins over the configuration.
     assert classify(StopFlow(), fatal_on=[Exception]) is ErrorKind.STOP
+
+
+@pytest.mark.parametrize("retry", [0, -1, math.nan, math.inf, True, "3", 2.5, None])
+def test_delay_and_backoff_refuse_a_retry_number_that_is_not_a_whole_number_from_1(retry):
+    policy = RetryPolicy(jitter=0)
+    with pytest.raises(ConfigurationError, match=r"RetryPolicy\.delay: retry must be a whole number"):
+        policy.delay(retry)
+    with pytest.raises(ConfigurationError, match=r"RetryPolicy\.backoff: retry"):
+        policy.backoff(retry)
+    with pytest.raises(ConfigurationError, match=r"RetryPolicy\.exhausted: attempts"):
+        policy.exhausted("3")
+    assert policy.delay(10**100) == 60.0  # a huge but whole retry number is capped, never NaN

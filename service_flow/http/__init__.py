@@ -23,7 +23,7 @@ from __future__ import annotations
 from service_flow.http._redact import add_sensitive_names
 from service_flow.http.aio import AsyncClient, AsyncPoll, AsyncRequest
 from service_flow.http.auth import Auth, BasicAuth, BearerAuth
-from service_flow.http.client import DEFAULT_TIMEOUT, RETRY_STATUSES, Client, Limit, Timeout, TransportRetry
+from service_flow.http.client import DEFAULT_TIMEOUT, RETRY_STATUSES, Client, Limit, Timeout, TransportRetry, Verify
 from service_flow.http.conditions import (
     AllOf,
     AnyOf,
@@ -40,6 +40,7 @@ from service_flow.http.conditions import (
     as_condition,
 )
 from service_flow.http.errors import (
+    BodyTooLarge,
     CaptureFailed,
     CheckFailed,
     FatalHTTPError,
@@ -72,6 +73,7 @@ __all__ = [
     "Auth",
     "BasicAuth",
     "BearerAuth",
+    "BodyTooLarge",
     "Callback",
     "Capture",
     "CaptureFailed",
@@ -105,6 +107,7 @@ __all__ = [
     "Timeout",
     "TransportError",
     "TransportRetry",
+    "Verify",
     "add_sensitive_names",
     "as_condition",
     "parse_retry_after",

@@ -17,28 +17,35 @@ context and judging the response are the very same code; only sending differs
 task waiting for a `RateLimit` or a `ConcurrencyLimit` never blocks the event loop.
 
 The ``httpx.AsyncClient`` behind an `AsyncClient` belongs to the event loop that first
-used it; a run in another loop opens its own.  Close it with ``await api.aclose()`` (or
-``async with api:``) before its loop ends.
+used it; a run in another loop opens its own (and a request with its own ``verify``, one
+for that setting).  Close them with ``await api.aclose()`` (or ``async with api:``)
+before its loop ends.  httpx reads the environment (proxies, ``NO_PROXY``,
+``SSL_CERT_FILE``, ``SSL_CERT_DIR``) once, when it opens, unless ``trust_env=False``; an
+explicit ``verify`` (``False`` or a CA path, made an SSL context) always wins.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import functools
 import ssl
 import time
+import zlib
 from collections.abc import Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urlencode
 
 from service_flow import _log
 from service_flow.exceptions import ConfigurationError, FlowError
-from service_flow.http import _redact
+from service_flow.http import _body, _redact
 from service_flow.http.client import (
     Client,
     auth_headers,
     crosses_origin,
+    forget_frames,
     log_request,
     log_response,
     masked_error,
@@ -88,34 +95,58 @@ class AsyncClient(Client):
             raise ConfigurationError(msg)
         super().__init__(base_url, **options)
         self.connect_retries = retries
-        self._async: tuple[asyncio.AbstractEventLoop, httpx.AsyncClient] | None = None
+        # The httpx clients of one event loop, one per verify setting in use.
+        self._async: tuple[asyncio.AbstractEventLoop, dict[bool | str, httpx.AsyncClient]] | None = None
 
-    def _client(self) -> httpx.AsyncClient:
+    def _client(self, verify: bool | str | None = None) -> httpx.AsyncClient:
+        verify = self.verify if verify is None else verify
         loop = asyncio.get_running_loop()
         current = self._async
         if current is not None and current[0] is loop:
-            return current[1]
+            client = current[1].get(verify)
+            if client is not None:
+                return client
         with self._lock:
             current = self._async
             if current is None or current[0] is not loop:
-                httpx = _httpx()
-                transport = httpx.AsyncHTTPTransport(
-                    retries=self.connect_retries,
-                    verify=self.verify,
-                    limits=httpx.Limits(max_connections=self.pool_size, max_keepalive_connections=self.pool_size),
-                )
-                client = httpx.AsyncClient(
-                    transport=transport, verify=self.verify, event_hooks={"request": [_keep_secrets_at_origin]}
-                )
-                current = self._async = (loop, client)
-        return current[1]
+                current = self._async = (loop, {})
+            client = current[1].get(verify)
+            if client is None:
+                client = current[1][verify] = self._new_client(verify)
+        return client
+
+    def _new_client(self, verify: bool | str) -> httpx.AsyncClient:
+        lib = _httpx()
+        tls = _ssl_context(verify) if isinstance(verify, str) else verify
+
+        def transport(proxy: str | None = None) -> httpx.AsyncHTTPTransport:
+            return lib.AsyncHTTPTransport(  # type: ignore[no-any-return]
+                retries=self.connect_retries,
+                verify=tls,
+                trust_env=self.trust_env,
+                proxy=None if proxy is None else lib.Proxy(proxy),
+                limits=lib.Limits(max_connections=self.pool_size, max_keepalive_connections=self.pool_size),
+            )
+
+        # httpx ignores the environment's proxies once given a transport: mount them ourselves.
+        proxies = _environment_proxies() if self.trust_env else {}
+        mounts = {pattern: None if url is None else transport(url) for pattern, url in proxies.items()}
+        client: httpx.AsyncClient = lib.AsyncClient(
+            transport=transport(),
+            mounts=mounts,
+            verify=tls,
+            trust_env=self.trust_env,
+            event_hooks={"request": [_keep_secrets_at_origin], "response": [_bound_redirect_body]},
+        )
+        return client
 
     async def aclose(self) -> None:
-        """Close the ``httpx`` client and its connections (call it in the loop that used it)."""
+        """Close the ``httpx`` clients and their connections (call it in the loop that used them)."""
         with self._lock:
             current, self._async = self._async, None
         if current is not None:
-            await current[1].aclose()
+            for client in current[1].values():
+                await client.aclose()
 
     def setup(self) -> None:
         """Drop the ``httpx`` client: the next request opens a fresh one (a restart after `Fatal`)."""
@@ -127,21 +158,22 @@ class AsyncClient(Client):
             current, self._async = self._async, None
         if current is None:
             return
-        loop, client = current
+        loop, clients = current
         if loop.is_closed():
             return
         try:
             running = asyncio.get_running_loop()
         except RuntimeError:
             running = None
-        if running is loop:
-            task = loop.create_task(client.aclose())
-            _PENDING.add(task)
-            task.add_done_callback(_PENDING.discard)
-        elif loop.is_running():
-            asyncio.run_coroutine_threadsafe(client.aclose(), loop)
-        else:
-            loop.run_until_complete(client.aclose())
+        for client in clients.values():
+            if running is loop:
+                task = loop.create_task(client.aclose())
+                _PENDING.add(task)
+                task.add_done_callback(_PENDING.discard)
+            elif loop.is_running():
+                asyncio.run_coroutine_threadsafe(client.aclose(), loop)
+            else:
+                loop.run_until_complete(client.aclose())
 
     async def __aenter__(self) -> Self:
         return self
@@ -183,14 +215,16 @@ class AsyncClient(Client):
         return self.request("HEAD", url, **options)
 
     async def asend(self, out: Outgoing, *, auth: Auth | None = None, limits: Sequence[Limit] = ()) -> httpx.Response:
-        """Send ``out`` with ``httpx`` and return the response; the async `Client.send`.
+        """Send ``out`` with ``httpx`` and return the response, its body not read yet; the async `Client.send`.
+
+        The caller reads the body (within ``max_body``) and closes the response.
 
         ``limits`` are entered (``async with`` when they support it) around each attempt;
         a 401 lets ``auth`` refresh once; transport failures become `RetryableHTTPError`
         or `TransportError` by the same rules as `Client.send`.
         """
         httpx = _httpx()
-        client = self._client()
+        client = self._client(out.verify)
         attempt = 0
         while True:
             attempt += 1
@@ -199,7 +233,7 @@ class AsyncClient(Client):
             token = _redact.sending.set(out.hidden) if out.hidden else None
             try:
                 response = await self._aattempt(client, out, auth, limits)
-            except (httpx.TransportError, httpx.InvalidURL) as error:
+            except (httpx.TransportError, httpx.InvalidURL, OSError) as error:  # OSError: an ssl error unwrapped
                 failure = self._async_transport_error(out, error, time.perf_counter() - started, attempt, auth)
             except FlowError:
                 raise  # ours (a header refused) or a limit's: they name no secret
@@ -240,7 +274,7 @@ class AsyncClient(Client):
         if isinstance(out.data, (list, tuple)) and not any(name.lower() == "content-type" for name in headers):
             headers = {**headers, "Content-Type": "application/x-www-form-urlencoded"}
         try:
-            return await client.request(
+            request = client.build_request(
                 out.method,
                 out.url,
                 headers=headers,
@@ -248,10 +282,21 @@ class AsyncClient(Client):
                 data=data,
                 content=content,
                 timeout=_httpx().Timeout(read, connect=connect),
-                follow_redirects=out.allow_redirects,
             )
         finally:
             del headers, data, content  # keeps credentials out of this frame's locals in tracebacks
+        # Streamed: the body is read by the caller, within max_body.
+        token = _FOLLOWING.set(out.allow_redirects)
+        try:
+            return await client.send(request, stream=True, follow_redirects=out.allow_redirects)
+        finally:
+            _FOLLOWING.reset(token)
+
+    def read_error(self, out: Outgoing, error: Exception) -> Exception:
+        """The error for a body that broke off or could not be decoded while it was read."""
+        if isinstance(error, _httpx().DecodingError):
+            error = zlib.error(str(error))  # not transient: Client.read_error says so
+        return super().read_error(out, error)
 
     def _async_transport_error(
         self, out: Outgoing, error: Exception, elapsed: float, attempt: int, auth: Auth | None
@@ -293,6 +338,32 @@ def _httpx_body(data: Any) -> tuple[Any, Any]:
 
 
 _PENDING: set[asyncio.Task[None]] = set()  # closing tasks, kept alive until done
+
+
+_FOLLOWING: contextvars.ContextVar[bool] = contextvars.ContextVar("service_flow_following", default=False)
+"""Whether the request being sent follows redirects (read by `_bound_redirect_body`)."""
+
+
+async def _bound_redirect_body(response: httpx.Response) -> None:
+    """A redirect followed: httpx would read its whole body, we read a prefix at most."""
+    if response.has_redirect_location and _FOLLOWING.get():
+        await _body.aread_prefix(response)
+
+
+def _environment_proxies() -> dict[str, str | None]:
+    """The environment's proxies as httpx mounts (``NO_PROXY`` hosts mapped to ``None``), as httpx reads them."""
+    try:
+        from httpx._utils import get_environment_proxies
+    except ImportError:  # pragma: no cover - httpx moved it: no proxies rather than a crash
+        return {}
+    return get_environment_proxies()
+
+
+def _ssl_context(path: str) -> ssl.SSLContext:
+    """An SSL context trusting the CA bundle at ``path`` (a file or a directory)."""
+    if Path(path).is_dir():
+        return ssl.create_default_context(capath=path)
+    return ssl.create_default_context(cafile=path)
 
 
 async def _keep_secrets_at_origin(request: httpx.Request) -> None:
@@ -343,13 +414,38 @@ class AsyncRequest(Request):
 
     async def __call__(self, context: dict[str, Any]) -> dict[str, Any]:  # type: ignore[override]
         """Send the request built from ``context``; return the captured values."""
+        try:
+            return await self._acall(context)
+        except Exception as error:
+            forget_frames(error)  # a kept error keeps no response, client or header
+            del context  # nor the context's values, in tracebacks rendered with locals
+            raise
+
+    async def _acall(self, context: dict[str, Any]) -> dict[str, Any]:
         out = self.build(context)
         del context  # its values (secrets too) stay out of tracebacks rendered with locals
         response = await self.async_client.asend(out, auth=self.auth, limits=self.limits)
         try:
+            if self.accepts(response.status_code):
+                await self.aread_body(response, out)
+            else:
+                await _body.aread_prefix(response)  # for the error's excerpt
             return self.interpret(response, out)
         finally:
             await response.aclose()
+
+    async def aread_body(self, response: Any, out: Outgoing) -> None:
+        """Read an httpx response's body whole, within ``max_body`` (`BodyTooLarge` beyond)."""
+        failure = None
+        try:
+            whole = await _body.aread(response, out.max_body, head=out.method == "HEAD")
+        except (_httpx().RequestError, zlib.error) as error:
+            failure = self.async_client.read_error(out, error)
+        if failure is not None:  # raised outside the except clause: its chain is masked copies only
+            await response.aclose()
+            raise failure
+        if not whole:
+            raise self.too_large(response, out)
 
     def _replace(self, **changes: Any) -> AsyncRequest:
         config = {**self._config, **changes}
@@ -381,11 +477,19 @@ class AsyncPoll(Poll):
 
     async def __call__(self, context: dict[str, Any]) -> dict[str, Any]:  # type: ignore[override]
         """Poll with the request built from ``context``; return its captures from the final response."""
+        try:
+            return await self._apoll(context)
+        except Exception as error:
+            forget_frames(error)  # a kept error keeps no response, client or header
+            del context  # nor the context's values, in tracebacks rendered with locals
+            raise
+
+    async def _apoll(self, context: dict[str, Any]) -> dict[str, Any]:
         out = self.request.build(context)
         del context  # its values (secrets too) stay out of tracebacks rendered with locals
         request = self.request
         assert isinstance(request, AsyncRequest)  # noqa: S101 - checked when built
-        send, auth, limits = request.async_client.asend, request.auth, request.limits
+        send, read, auth, limits = request.async_client.asend, request.aread_body, request.auth, request.limits
         loop = self._loop(out)  # the same loop as Poll's; only the acting differs
         command, value = next(loop)
         while True:
@@ -393,6 +497,7 @@ class AsyncPoll(Poll):
             try:
                 if command is SEND:
                     result = await send(out, auth=auth, limits=limits)
+                    await read(result, out)  # within max_body; closes the response when it fails
                 elif command is CLOSE:
                     await value.aclose()
                 else:

@@ -10,28 +10,42 @@ so flows using it can be sent to process pools.
 This is the one place where `requests` is called (`Client.send`); building a request
 from the context and interpreting the response live in `service_flow.http.request` and
 do not depend on the transport.
+
+The environment (proxies, ``NO_PROXY``, ``REQUESTS_CA_BUNDLE``/``CURL_CA_BUNDLE``,
+``.netrc``) is read once, when the session opens, not on every request as
+``requests.Session.request`` does (a measurable part of each request's cost); a
+``setup()`` reads it afresh.  ``trust_env=False`` ignores it.  An explicit ``verify``
+(``False`` or a CA path) is never overridden by the environment.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import threading
 import time
+import traceback
+import zlib
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Union
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final, Union
 from urllib.parse import urlsplit
+from urllib.request import getproxies
 
 import requests
 import requests.adapters
-from urllib3.exceptions import ConnectTimeoutError, MaxRetryError, NewConnectionError
+import requests.utils
+from requests.auth import _basic_auth_str
+from urllib3.exceptions import ConnectTimeoutError, DecodeError, MaxRetryError, NewConnectionError
+from urllib3.exceptions import HTTPError as Urllib3Error
 from urllib3.util import Retry as Urllib3Retry
 
 from service_flow import _log
 from service_flow._log import debug_logger
 from service_flow.clock import SYSTEM_CLOCK, Clock
 from service_flow.exceptions import ConfigurationError, FlowError
-from service_flow.http import _redact
+from service_flow.http import _body, _redact
 from service_flow.http.auth import check_auth
 from service_flow.http.errors import RequestBuildError, RetriesExhausted, RetryableHTTPError, TransportError
 from service_flow.http.status import IDEMPOTENT_METHODS, MAX_RETRY_AFTER, StatusActions, StatusMap, parse_retry_after
@@ -45,18 +59,24 @@ if TYPE_CHECKING:
     from service_flow.http.auth import Auth
     from service_flow.http.request import Outgoing, Request
 
-__all__ = ["DEFAULT_TIMEOUT", "RETRY_STATUSES", "Client", "Limit", "Timeout", "TransportRetry"]
+__all__ = ["DEFAULT_TIMEOUT", "RETRY_STATUSES", "Client", "Limit", "Timeout", "TransportRetry", "Verify"]
 
 _redact.install_log_filter()  # urllib3's and requests' own log lines get masked URLs too
 
 Timeout = Union[float, tuple[float, float]]
 """Seconds: one number for both, or ``(connect, read)``."""
 
+Verify = Union[bool, str, "os.PathLike[str]"]
+"""TLS verification: ``True`` (the default CAs), ``False`` (none), or a CA bundle file or directory."""
+
 Limit = contextlib.AbstractContextManager[Any]
 """Anything used as ``with limit:`` around each request (`RateLimit`, `ConcurrencyLimit`)."""
 
 DEFAULT_TIMEOUT: tuple[float, float] = (3.05, 30.0)
 """Connect and read timeouts, in seconds, when none is given: a request never waits forever."""
+
+READ_ERRORS: tuple[type[Exception], ...] = (OSError, zlib.error, Urllib3Error)
+"""What reading a requests response's body may raise: a broken connection, a bad encoding."""
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 """The statuses the client's transport retries (``retries=n``) send again."""
@@ -144,7 +164,16 @@ class Client:
     ``timeout``
         seconds, or ``(connect, read)``; `DEFAULT_TIMEOUT` when not given;
     ``verify``
-        TLS verification: ``True`` (default), ``False``, or a CA bundle path;
+        TLS verification: ``True`` (default: certifi's CAs, or ``REQUESTS_CA_BUNDLE`` /
+        ``CURL_CA_BUNDLE`` when ``trust_env``), ``False``, or the path of a CA bundle
+        file or directory, which the environment never overrides;
+    ``trust_env``
+        read proxies (``HTTP(S)_PROXY``, ``ALL_PROXY``, ``NO_PROXY``), the CA bundle
+        variables and ``.netrc`` from the environment, once, when the session opens
+        (default ``True``); ``False`` ignores them;
+    ``max_body``
+        the largest body, in bytes, a request of this client accepts (`BodyTooLarge`
+        beyond it); ``None`` (default) sets no limit;
     ``retries``
         transport retries inside one call: a number (see `TransportRetry.of`) or a
         urllib3 ``Retry``; ``0`` (default) leaves retrying to the driver;
@@ -167,7 +196,9 @@ class Client:
         headers: Mapping[str, str] | None = None,
         auth: Auth | None = None,
         timeout: Timeout | None = None,
-        verify: bool | str = True,
+        verify: Verify = True,
+        trust_env: bool = True,
+        max_body: int | None = None,
         retries: int | Urllib3Retry = 0,
         limits: Iterable[Limit] = (),
         on_status: StatusActions | None = None,
@@ -179,7 +210,12 @@ class Client:
         self.headers: dict[str, str] = _checked_headers(headers, "Client")
         self.auth = check_auth(auth, "Client(auth=)")
         self.timeout = check_timeout(DEFAULT_TIMEOUT if timeout is None else timeout, "Client")
-        self.verify = verify
+        self.verify = check_verify(verify, "Client")
+        if not isinstance(trust_env, bool):
+            msg = f"Client(trust_env=) takes True or False, got {trust_env!r}"  # type: ignore[unreachable]
+            raise ConfigurationError(msg)
+        self.trust_env = trust_env
+        self.max_body = check_max_body(max_body, "Client")
         self.limits: tuple[Limit, ...] = tuple(limits)
         self.status_map = StatusMap(on_status)
         if max_retry_after < 0:
@@ -201,12 +237,12 @@ class Client:
             retries = TransportRetry.of(retries, clock=clock, max_retry_after=max_retry_after) if retries else 0
         self.retries: int | Urllib3Retry = retries
         self._lock = threading.Lock()
-        self._session: requests.Session | None = None
+        self._session: _Session | None = None
 
     # -- the session, a resource ------------------------------------------------------
 
     @property
-    def session(self) -> requests.Session:
+    def session(self) -> _Session:
         """The pooled session, created on first use (thread-safe)."""
         session = self._session
         if session is None:
@@ -216,9 +252,9 @@ class Client:
                     session = self._session = self._new_session()
         return session
 
-    def _new_session(self) -> requests.Session:
-        session = _Session()
-        session.verify = self.verify
+    def _new_session(self) -> _Session:
+        session = _Session(Environment(trust_env=self.trust_env))
+        session.verify = session.environment.verify(self.verify)
         adapter = requests.adapters.HTTPAdapter(
             pool_connections=4, pool_maxsize=self.pool_size, max_retries=self.retries
         )
@@ -297,12 +333,14 @@ class Client:
     # -- sending ----------------------------------------------------------------------
 
     def send(self, out: Outgoing, *, auth: Auth | None = None, limits: Sequence[Limit] = ()) -> requests.Response:
-        """Send ``out`` and return the response (the one `requests` call of the package).
+        """Send ``out`` and return the response, its body not read yet (the one `requests` call of the package).
 
-        ``limits`` are entered around each attempt.  With ``auth``, a 401 lets it
-        refresh its credential and the request is sent once more; the discarded
-        response is closed.  Transport failures become `RetryableHTTPError` when
-        sending again is safe, else `TransportError`.  One log event per request sent.
+        The caller reads the body (`service_flow.http.request` does, within
+        ``max_body``) and closes the response.  ``limits`` are entered around each
+        attempt.  With ``auth``, a 401 lets it refresh its credential and the request is
+        sent once more; the discarded response is closed.  Transport failures become
+        `RetryableHTTPError` when sending again is safe, else `TransportError`.  One log
+        event per request sent.
         """
         session = self._session or self.session
         attempt = 0
@@ -313,7 +351,7 @@ class Client:
             token = _redact.sending.set(out.hidden) if out.hidden else None
             try:
                 response = self._attempt(session, out, auth, limits)
-            except requests.RequestException as error:
+            except OSError as error:  # requests' errors, and a CA bundle that cannot be read
                 failure = self._transport_error(out, error, time.perf_counter() - started, attempt, auth)
             except FlowError:
                 raise  # ours (a header refused) or a limit's: they name no secret
@@ -333,8 +371,29 @@ class Client:
                 continue
             return response
 
+    def read_error(self, out: Outgoing, error: Exception) -> Exception:
+        """The error for a body that broke off or could not be decoded while it was read."""
+        url = out.shown_url()
+        secrets = secrets_of(out, None)
+        reason = _redact.scrub(f"{type(error).__name__}: {error}".replace(out.url, url), secrets)[:300]
+        log_request(_log.logger().warning, out, None, 0.0, 1, None, error=type(error).__name__)
+        where: dict[str, Any] = {"method": out.method, "url": url}
+        message = f"{out.method} {url}: reading the body failed: {reason}"
+        failure: Exception
+        if isinstance(error, (zlib.error, DecodeError)):
+            failure = TransportError(message, **where)  # a bad encoding stays bad
+        elif not out.idempotent:
+            unsafe = f" (not retried: the server may have processed this {out.method})"
+            failure = TransportError(message + unsafe, **where)
+        else:
+            failure = RetryableHTTPError(message, **where)
+        # Raise it outside the except clause: the chain holds masked copies only.
+        failure.__cause__ = failure.__context__ = _redact.masked_chain(error, secrets, {out.url: url})
+        failure.__suppress_context__ = True
+        return failure
+
     def _attempt(
-        self, session: requests.Session, out: Outgoing, auth: Auth | None, limits: Sequence[Limit]
+        self, session: _Session, out: Outgoing, auth: Auth | None, limits: Sequence[Limit]
     ) -> requests.Response:
         if not limits:
             return self._call(session, out, auth)
@@ -344,23 +403,15 @@ class Client:
             return self._call(session, out, auth)
 
     @staticmethod
-    def _call(session: requests.Session, out: Outgoing, auth: Auth | None) -> requests.Response:
+    def _call(session: _Session, out: Outgoing, auth: Auth | None) -> requests.Response:
         headers = out.headers if auth is None else {**out.headers, **auth_headers(auth)}
         try:
-            return session.request(
-                out.method,
-                out.url,
-                headers=headers or None,  # None skips requests' header merging, a measurable cost
-                json=out.json,
-                data=out.data,
-                timeout=out.timeout,
-                allow_redirects=out.allow_redirects,
-            )
+            return _call(session, out, headers, auth)
         finally:
             del headers  # keeps credentials out of this frame's locals in tracebacks
 
     def _transport_error(
-        self, out: Outgoing, error: requests.RequestException, elapsed: float, attempt: int, auth: Auth | None
+        self, out: Outgoing, error: OSError, elapsed: float, attempt: int, auth: Auth | None
     ) -> Exception:
         secrets = secrets_of(out, auth)
         url = out.shown_url()
@@ -373,7 +424,7 @@ class Client:
         return failure
 
     @staticmethod
-    def _classify(out: Outgoing, error: requests.RequestException, reason: str, where: dict[str, Any]) -> Exception:
+    def _classify(out: Outgoing, error: OSError, reason: str, where: dict[str, Any]) -> Exception:
         url = where["url"]
         if isinstance(error, requests.exceptions.RetryError):
             return RetriesExhausted(f"{out.method} {url}: transport retries ran out ({reason})", **where)
@@ -385,16 +436,149 @@ class Client:
             return RetryableHTTPError(f"{out.method} {url}: {reason}", **where)
         if transient:
             reason += f" (not retried: the server may have processed this {out.method})"
-        # Otherwise a bad URL, header or body: sending it again changes nothing.
+        # Otherwise a bad URL, header or body, a certificate: sending it again changes nothing.
         return TransportError(f"{out.method} {url}: {reason}", **where)
 
 
-def _never_connected(error: requests.RequestException) -> bool:
+def _call(session: _Session, out: Outgoing, headers: Mapping[str, str], auth: Auth | None) -> requests.Response:
+    """One request on ``session``: prepared, then sent with the environment read when it opened.
+
+    What ``requests.Session.request`` does, less reading the environment each time.
+    """
+    environment = session.environment
+    if environment.netrc and auth is None:
+        headers = environment.with_netrc(out.url, headers)
+    prepared = session.prepare_request(
+        requests.Request(
+            out.method,
+            out.url,
+            headers=headers or None,  # None skips requests' header merging, a measurable cost
+            json=out.json,
+            data=out.data or {},
+            hooks=_FOLLOWING if out.allow_redirects else None,
+        )
+    )
+    return session.send(
+        prepared,
+        timeout=out.timeout,
+        allow_redirects=out.allow_redirects,
+        proxies=environment.proxies_for(out.url),
+        verify=session.verify if out.verify is None else environment.verify(out.verify),
+        stream=True,  # the body is read by the caller, within max_body
+        cert=None,
+    )
+
+
+def _bound_redirect_body(response: requests.Response, *args: Any, **kwargs: Any) -> requests.Response:
+    """A redirect's body is never used: requests would read all of it, we read a prefix at most."""
+    del args, kwargs
+    if response.is_redirect:
+        _body.read_prefix(response)
+    return response
+
+
+_FOLLOWING: Final = {"response": [_bound_redirect_body]}
+
+
+class Environment:
+    """What requests reads from the environment on every request, read once (``trust_env``).
+
+    Proxies (``HTTP_PROXY``, ``HTTPS_PROXY``, ``ALL_PROXY``, and ``NO_PROXY`` checked once
+    per scheme and host), the CA bundle (``REQUESTS_CA_BUNDLE``, then ``CURL_CA_BUNDLE``)
+    used when ``verify`` is ``True``, and whether a ``.netrc`` file exists.
+    """
+
+    __slots__ = ("_by_origin", "ca_bundle", "netrc", "no_proxy", "proxies")
+
+    _MAX_ORIGINS = 1024
+
+    def __init__(self, *, trust_env: bool) -> None:
+        self.proxies: dict[str, str] = {}
+        self.no_proxy = ""
+        self.ca_bundle: str | None = None
+        self.netrc = False
+        self._by_origin: dict[str, dict[str, str]] = {}
+        if not trust_env:
+            return
+        found = getproxies()
+        self.no_proxy = found.pop("no", "")
+        self.proxies = found
+        self.ca_bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or None
+        netrc_file = os.environ.get("NETRC")
+        places = (netrc_file,) if netrc_file else tuple(f"~/{name}" for name in requests.utils.NETRC_FILES)
+        self.netrc = any(Path(place).expanduser().exists() for place in places)
+
+    def verify(self, verify: bool | str) -> bool | str:
+        """What to verify with: an explicit ``False`` or path as given, ``True`` as the environment says."""
+        return (self.ca_bundle or True) if verify is True else verify
+
+    def proxies_for(self, url: str) -> dict[str, str]:
+        """The proxies for ``url`` (none when ``NO_PROXY`` covers its host)."""
+        if not self.proxies:
+            return self.proxies
+        origin = url.split("/", 3)
+        key = "/".join(origin[:3])
+        found = self._by_origin.get(key)
+        if found is None:
+            bypass = requests.utils.should_bypass_proxies(key, no_proxy=self.no_proxy)
+            found = {} if bypass else self.proxies
+            if len(self._by_origin) >= self._MAX_ORIGINS:
+                self._by_origin.clear()
+            self._by_origin[key] = found
+        return found
+
+    def with_netrc(self, url: str, headers: Mapping[str, str]) -> Mapping[str, str]:
+        """``headers`` with ``.netrc``'s credentials for the host, unless they authenticate already."""
+        if any(name.lower() == "authorization" for name in headers):
+            return headers
+        found = requests.utils.get_netrc_auth(url)
+        return headers if found is None else {**headers, "Authorization": _basic_auth_str(*found)}
+
+
+def forget_frames(error: BaseException) -> None:
+    """Clear the locals of the finished frames in ``error``'s tracebacks (its causes' too).
+
+    An error kept as a dead letter would otherwise keep every response, session and
+    header those frames held, and their connections.
+    """
+    seen: BaseException | None = error
+    for _ in range(16):
+        if seen is None:
+            return
+        traceback.clear_frames(seen.__traceback__)
+        seen = seen.__cause__ or seen.__context__
+
+
+def _never_connected(error: OSError) -> bool:
     """Whether the connection was never made, so the server cannot have seen the request."""
     cause = error.args[0] if error.args else None
     if isinstance(cause, MaxRetryError):
         cause = cause.reason
     return isinstance(cause, (NewConnectionError, ConnectTimeoutError))
+
+
+def check_verify(verify: Any, owner: str) -> bool | str:
+    """``verify`` validated: ``True``, ``False`` or the path of an existing CA file or directory."""
+    if isinstance(verify, bool):
+        return verify
+    if isinstance(verify, (str, os.PathLike)):
+        path = os.fspath(verify)
+        if isinstance(path, str) and path and Path(path).exists():
+            return path
+        msg = f"{owner}(verify=) names no CA bundle file or directory: {verify!r}"
+        raise ConfigurationError(msg)
+    msg = f"{owner}(verify=) takes True, False or the path of a CA bundle file or directory, got {verify!r}"
+    raise ConfigurationError(msg)
+
+
+def check_max_body(max_body: Any, owner: str) -> int | None:
+    """``max_body`` validated: a positive number of bytes, or ``None`` for no limit."""
+    if max_body is None:
+        return None
+    if isinstance(max_body, bool) or not isinstance(max_body, int) or max_body < 1:
+        msg = f"{owner}(max_body=) takes a positive number of bytes or None, got {max_body!r}"
+        raise ConfigurationError(msg)
+    return max_body
 
 
 def secrets_of(out: Outgoing, auth: Auth | None) -> list[str]:
@@ -430,8 +614,20 @@ class _Session(requests.Session):
     """requests' session, dropping every sensitive header on a redirect to another origin.
 
     requests drops ``Authorization`` only; ``X-Api-Key``, ``Proxy-Authorization``,
-    cookies and the names given to `add_sensitive_names` go too.
+    cookies and the names given to `add_sensitive_names` go too.  The environment comes
+    from an `Environment` read once, not from ``os.environ`` on every request.
     """
+
+    def __init__(self, environment: Environment) -> None:
+        super().__init__()
+        self.environment = environment
+        self.trust_env = False  # our Environment already read it, once
+
+    def rebuild_proxies(self, prepared_request: requests.PreparedRequest, proxies: dict[str, str] | None) -> Any:
+        """On a redirect, the proxies for the new URL (``NO_PROXY`` included)."""
+        del proxies
+        proxies = self.environment.proxies_for(prepared_request.url or "")
+        return super().rebuild_proxies(prepared_request, proxies)  # type: ignore[no-untyped-call]
 
     def rebuild_auth(self, prepared_request: requests.PreparedRequest, response: requests.Response) -> None:
         """Requests' rule for ``Authorization``, then ours for the other sensitive headers."""

@@ -15,7 +15,8 @@ The tree::
         │                            header value it cannot carry, a function that failed
         ├── ResponseError            a response mapped to ``"fail"`` (other 4xx, a POST's 5xx)
         │   ├── CheckFailed          a ``check`` did not hold; ``check`` says which
-        │   └── CaptureFailed        a ``capture`` found nothing; ``key`` names it
+        │   ├── CaptureFailed        a ``capture`` found nothing; ``key`` names it
+        │   └── BodyTooLarge         the body passed ``max_body`` (``limit``); not read further
         ├── Alarm                    a polled response met an alarm condition
         └── PollTimeout              polling gave up: attempts or time ran out
 
@@ -23,7 +24,8 @@ Because `RetryableHTTPError` is a `Retry`, `FatalHTTPError` a `Fatal` and `HTTPS
 `StopFlow`, a driver treats them as it treats the plain ones.  Every error carries a
 `ResponseInfo` (``error.response``, ``None`` when no response came): the status, the
 headers and a short excerpt of the body, with secrets masked, so an error can be logged,
-pickled or stored as a dead letter without leaking a token.
+pickled or stored as a dead letter without leaking a token.  No error refers to a live
+response: the response is closed, and the frames of its traceback keep no locals.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from service_flow.exceptions import Fatal, FlowError, Retry, StopFlow
 
 __all__ = [
     "Alarm",
+    "BodyTooLarge",
     "CaptureFailed",
     "CheckFailed",
     "FatalHTTPError",
@@ -158,6 +161,18 @@ class CaptureFailed(ResponseError):
     def __init__(self, *args: object, key: str = "", **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.key = key
+
+
+class BodyTooLarge(ResponseError):
+    """The response's body is larger than ``max_body`` bytes (``limit``): refused, not read further.
+
+    With a ``Content-Length`` above the limit nothing is read; otherwise reading stops
+    at the limit (counting bytes after decompression).
+    """
+
+    def __init__(self, *args: object, limit: int | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.limit = limit
 
 
 class Alarm(HTTPError):

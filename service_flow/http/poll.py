@@ -51,6 +51,7 @@ from service_flow._log import debug_logger
 from service_flow.clock import SYSTEM_CLOCK, Clock
 from service_flow.exceptions import ConfigurationError
 from service_flow.http import _redact
+from service_flow.http.client import forget_frames
 from service_flow.http.conditions import AnyOf, Condition, ConditionSpec, Observed, as_condition
 from service_flow.http.errors import Alarm, HTTPError, PollTimeout
 from service_flow.http.request import Request, response_info
@@ -294,10 +295,18 @@ class Poll(Service):
 
     def __call__(self, context: dict[str, Any]) -> dict[str, Any]:
         """Poll with the request built from ``context``; return its captures from the final response."""
+        try:
+            return self._poll(context)
+        except Exception as error:
+            forget_frames(error)  # a kept error keeps no response, session or header
+            del context  # nor the context's values, in tracebacks rendered with locals
+            raise
+
+    def _poll(self, context: dict[str, Any]) -> dict[str, Any]:
         out = self.request.build(context)
         del context  # its values (secrets too) stay out of tracebacks rendered with locals
         request = self.request
-        send, auth, limits = request.client.send, request.auth, request.limits
+        send, read, auth, limits = request.client.send, request.read_body, request.auth, request.limits
         loop = self._loop(out)
         command, value = next(loop)
         while True:
@@ -305,6 +314,7 @@ class Poll(Service):
             try:
                 if command is SEND:
                     result = send(out, auth=auth, limits=limits)
+                    read(result, out)  # within max_body; closes the response when it fails
                 elif command is CLOSE:
                     value.close()
                 else:

@@ -32,12 +32,25 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 from jsonpath_ng import JSONPath
 
 from service_flow.exceptions import ConfigurationError, FlowError, MissingContextKey
-from service_flow.http import _jsonpath, _redact
+from service_flow.http import _body, _jsonpath, _redact
 from service_flow.http._jsonpath import Expression, PathError
 from service_flow.http.auth import check_auth
-from service_flow.http.client import Client, Limit, Timeout, check_base_url, check_timeout, header_problem
+from service_flow.http.client import (
+    READ_ERRORS,
+    Client,
+    Limit,
+    Timeout,
+    Verify,
+    check_base_url,
+    check_max_body,
+    check_timeout,
+    check_verify,
+    forget_frames,
+    header_problem,
+)
 from service_flow.http.conditions import AllOf, Condition, ConditionSpec, Observed, as_condition
 from service_flow.http.errors import (
+    BodyTooLarge,
     CaptureFailed,
     CheckFailed,
     FatalHTTPError,
@@ -80,7 +93,8 @@ class Outgoing:
     """A request ready to send: plain data, no transport attached.
 
     ``url`` includes the query string; ``json`` and ``data`` are ``None`` when there is
-    no such body; ``headers`` do not include authentication (the sender adds it).
+    no such body; ``headers`` do not include authentication (the sender adds it);
+    ``verify`` is ``None`` for the client's; ``max_body`` is the largest body accepted.
     """
 
     __slots__ = (
@@ -90,11 +104,13 @@ class Outgoing:
         "hidden",
         "idempotent",
         "json",
+        "max_body",
         "method",
         "service",
         "shown",
         "timeout",
         "url",
+        "verify",
     )
 
     def __init__(  # noqa: PLR0913 - one field each, set by Request.build
@@ -109,6 +125,8 @@ class Outgoing:
         allow_redirects: bool = True,
         idempotent: bool = True,
         service: str = "",
+        verify: bool | str | None = None,
+        max_body: int | None = None,
         shown: str | None = None,
         hidden: tuple[str, ...] = (),
     ) -> None:
@@ -121,6 +139,8 @@ class Outgoing:
         self.allow_redirects = allow_redirects
         self.idempotent = idempotent
         self.service = service
+        self.verify = verify
+        self.max_body = max_body
         self.shown = shown
         self.hidden = hidden
 
@@ -504,7 +524,7 @@ class Request(Service):
     ``idempotent``
         whether a 5xx or a lost response may be retried; by default, true for every
         method but POST and PATCH;
-    ``timeout``, ``auth``, ``allow_redirects``
+    ``timeout``, ``auth``, ``allow_redirects``, ``verify``, ``max_body``
         override the client's; ``limits`` are entered after the client's;
     ``client``
         the `Client` sending it (default: a new one; requests built from each other
@@ -538,6 +558,8 @@ class Request(Service):
         auth: Auth | _Nothing | None = NOTHING,
         limits: Iterable[Limit] = (),
         allow_redirects: bool = True,
+        verify: Verify | _Nothing = NOTHING,
+        max_body: int | _Nothing | None = NOTHING,
         name: str | None = None,
     ) -> None:
         if not isinstance(method, str) or not method.isalpha():
@@ -565,6 +587,8 @@ class Request(Service):
             "auth": auth,
             "limits": tuple(limits),
             "allow_redirects": allow_redirects,
+            "verify": verify,
+            "max_body": max_body,
             "name": name,
         }
         label = name or f"{method} {_redact.url(url)}"  # a step's name is logged: no secrets in it
@@ -584,6 +608,8 @@ class Request(Service):
         self.auth: Auth | None = client.auth if isinstance(auth, _Nothing) else check_auth(auth, f"{owner}: auth=")
         self.limits: tuple[Limit, ...] = client.limits + tuple(limits)
         self._allow_redirects = allow_redirects
+        self._verify = None if isinstance(verify, _Nothing) else check_verify(verify, owner)
+        self._max_body = client.max_body if isinstance(max_body, _Nothing) else check_max_body(max_body, owner)
         self._idempotent = method in IDEMPOTENT_METHODS if idempotent is None else bool(idempotent)
         self._status_map = client.status_map.merged(on_status)
         # A 2xx needs no lookup unless someone remapped a 2xx.
@@ -792,14 +818,49 @@ class Request(Service):
 
     def __call__(self, context: Context) -> dict[str, Any]:
         """Send the request built from ``context``; return the captured values."""
+        try:
+            return self._call(context)
+        except Exception as error:
+            forget_frames(error)  # a kept error keeps no response, session or header
+            del context  # nor the context's values, in tracebacks rendered with locals
+            raise
+
+    def _call(self, context: Context) -> dict[str, Any]:
         out = self.build(context)
         del context  # its values (secrets too) stay out of tracebacks rendered with locals
         response = self.client.send(out, auth=self.auth, limits=self.limits)
         try:
+            if self.accepts(response.status_code):
+                self.read_body(response, out)
+            else:
+                _body.read_prefix(response)  # for the error's excerpt
             return self.interpret(response, out)
-        except BaseException:
-            response.close()  # an error keeps no connection from the pool
-            raise
+        finally:
+            response.close()  # every response is closed: its connection goes back to the pool
+
+    def accepts(self, status: int) -> bool:
+        """Whether a response with ``status`` is one to check and capture from (mapped to ``"ok"``)."""
+        if self._plain_2xx and status in _SUCCESS:
+            return True
+        return self._status_map.action(status, idempotent=self._idempotent) is Action.OK
+
+    def read_body(self, response: Any, out: Outgoing) -> None:
+        """Read a requests response's body whole, within ``max_body`` (`BodyTooLarge` beyond)."""
+        failure = None
+        try:
+            whole = _body.read(response, out.max_body, head=out.method == "HEAD")
+        except READ_ERRORS as error:
+            failure = self.client.read_error(out, error)
+        if failure is not None:  # raised outside the except clause: its chain is masked copies only
+            response.close()
+            raise failure
+        if not whole:
+            raise self.too_large(response, out)
+
+    def too_large(self, response: Any, out: Outgoing) -> BodyTooLarge:
+        """The error for a body past ``max_body``."""
+        what = f"the body is larger than max_body={out.max_body} bytes"
+        return self._failure(BodyTooLarge, what, response, out, limit=out.max_body)  # type: ignore[return-value]
 
     def build(self, context: Context) -> Outgoing:
         """The request to send for ``context``: URL, headers and body filled in."""
@@ -847,6 +908,8 @@ class Request(Service):
             allow_redirects=self._allow_redirects,
             idempotent=self._idempotent,
             service=self.name or "",
+            verify=self._verify,
+            max_body=self._max_body,
             shown=shown,
             hidden=hidden,
         )
@@ -1019,15 +1082,28 @@ def _rebuild(method: str, url: str, config: dict[str, Any]) -> Request:
 
 
 def response_info(response: Any, secrets: Iterable[str] = ()) -> ResponseInfo:
-    """What an error keeps of ``response``: status, masked headers, a masked excerpt."""
+    """What an error keeps of ``response``: status, masked headers, a masked excerpt.
+
+    A body not read yet is read no further than `service_flow.http._body.PREFIX_BYTES`.
+    """
+    content = _body.content(response)
     try:
-        content = response.content
-    except Exception:  # noqa: BLE001 - a body that cannot be read must not hide the error
-        content = b""
-    elapsed = getattr(response, "elapsed", None)
+        elapsed = response.elapsed
+    except Exception:  # noqa: BLE001 - httpx raises on a response still open
+        elapsed = None
     return ResponseInfo(
         status_code=response.status_code,
         headers=_redact.headers(response.headers),
-        excerpt=_redact.excerpt(content if isinstance(content, bytes) else b"", secrets),
+        excerpt=_excerpt(response, content, secrets),
         elapsed=None if elapsed is None else float(elapsed.total_seconds()),
     )
+
+
+def _excerpt(response: Any, content: bytes, secrets: Iterable[str]) -> str:
+    excerpt = _redact.excerpt(content, secrets)
+    if len(content) > _body.PREFIX_BYTES and excerpt.endswith(" bytes of binary content>"):
+        # Only a prefix was read: say how large the body is when the server did.
+        length = _body.declared_length(response.headers)
+        size = f"{length} bytes" if length is not None else f"more than {_body.PREFIX_BYTES} bytes"
+        excerpt = f"<{size} of binary content>"
+    return excerpt
