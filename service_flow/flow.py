@@ -315,7 +315,7 @@ class Flow:
         self._right = right
         self._name = name
         self._async: bool | None = None
-        self._plans: dict[tuple[bool, bool], _compile.Plan] = {}
+        self._plans: dict[tuple[bool, bool, bool], _compile.Plan] = {}
         # The sync plans, once compiled, for the shortest path from a call to the plan.
         self._call_plan: _compile.Plan | None = None
         self._run_plan: _compile.Plan | None = None
@@ -463,14 +463,14 @@ class Flow:
 
     # -- running -----------------------------------------------------------------
 
-    def _plan(self, *, aio: bool, record: bool) -> _compile.Plan:
-        plan = self._plans.get((aio, record))
+    def _plan(self, *, aio: bool, record: bool, trace: bool = False) -> _compile.Plan:
+        plan = self._plans.get((aio, record, trace))
         if plan is None:
             with _COMPILE_LOCK:
-                plan = self._plans.get((aio, record))
+                plan = self._plans.get((aio, record, trace))
                 if plan is None:
-                    plan = _compile.compile_flow(self, aio=aio, record=record)
-                    self._plans[aio, record] = plan
+                    plan = _compile.compile_flow(self, aio=aio, record=record, trace=trace)
+                    self._plans[aio, record, trace] = plan
         return plan
 
     def __call__(self, context: Mapping[str, Any] | None = None) -> Any:
@@ -513,31 +513,45 @@ class Flow:
                 raise FlowError(msg, flow=self.name)
             plan = self._run_plan = self._plan(aio=False, record=True)
         ctx = context.copy() if type(context) is dict else _compile.as_context(context, self)
-        records: Records | None = None
-        number = 0  # a run that logs nothing is numbered when its id is first read
         # _log.quiet(), written out: a function call is a tenth of a short run's overhead.
         if _log.cached is None:
             config = _log.CONFIG
-            quiet = not config.is_configured or config.default_wrapper_class is _log.quiet_class
-        else:
-            quiet = _log.debug_fixed is False
+            if config.is_configured and config.default_wrapper_class is not _log.quiet_class:
+                return self._traced_run(plan, ctx)
+        elif _log.debug_fixed is not False:
+            return self._traced_run(plan, ctx)
+        # Debug events are off: nothing to log unless it fails; numbered when first read.
+        records: Records = []
         started = now()
-        if not quiet:  # debug may be on: ask, and trace the run if it is
-            number = next(RUN_NUMBERS)
-            records = plan.tracer(number, started)
-        if records is None:
-            records = []
         try:
             plan.entry(ctx, records)
         except Exception as error:  # noqa: BLE001 - a Run reports every failure
-            return plan.finish(ctx, records, number or next(RUN_NUMBERS), started, error)
+            return plan.finish(ctx, records, next(RUN_NUMBERS), started, error)
         except BaseException as error:
             plan.annotate(error)
             raise
-        if type(records) is list:  # not tracing: nothing to log; it ended with its last step
-            run = make_run(Run)
-            run._state = (plan, number, ctx, records, None, started, records[-1] if records else started)  # noqa: SLF001
-            return run
+        run = make_run(Run)
+        run._state = (plan, 0, ctx, records, None, started, records[-1] if records else started)  # noqa: SLF001
+        return run
+
+    def _traced_run(self, plan: _compile.Plan, ctx: dict[str, Any]) -> Run:
+        """`run` when debug events may be on: ask the logger, and trace the run if they are."""
+        number = next(RUN_NUMBERS)
+        started = now()
+        records = plan.tracer(number, started)
+        if records is None:
+            records = []
+        else:  # each step handed to the records as it ends, to log it
+            plan = self._plan(aio=False, record=True, trace=True)
+        try:
+            plan.entry(ctx, records)
+        except Exception as error:  # noqa: BLE001 - a Run reports every failure
+            return plan.finish(ctx, records, number, started, error)
+        except BaseException as error:
+            plan.annotate(error)
+            raise
+        if type(records) is list:  # not tracing after all: nothing to log
+            return new_run((plan, number, ctx, records, None, started, records[-1] if records else started))
         return plan.finish(ctx, records, number, started, None)
 
     async def arun(self, context: Mapping[str, Any] | None = None) -> Run:
@@ -550,6 +564,8 @@ class Flow:
         number = next(RUN_NUMBERS)
         started = now()
         records = None if _log.quiet() else plan.tracer(number, started)
+        if records is not None:
+            plan = self._plan(aio=True, record=True, trace=True)
         if records is None:
             records = []
         try:

@@ -1,7 +1,8 @@
 r"""The record of one run of a flow: `Run`, its `StepRecord`\\ s and its `RunStatus`.
 
-``flow.run(context)`` returns a `Run`.  The run loop only appends raw data to one flat
-list, three items per event: ``index, result, time``.  No tuple per step, nothing for
+``flow.run(context)`` returns a `Run`.  The run loop only adds raw data to one flat
+list, three items per event: ``index, result, time`` (a plan adds those of a run of
+steps in one go, in the order they ended).  No tuple per step, nothing for
 the garbage collector to track but the results themselves; the records, names and key
 provenance are built when somebody reads them:
 
@@ -111,7 +112,7 @@ _Event = tuple[float, int, Any, float, int]
 
 
 def write(records: Records, index: int, result: Any, time: float | None) -> None:
-    """Append one event to *records* (item by item, as the plans do)."""
+    """Append one event to *records* (item by item: a tracer logs each event it completes)."""
     records.append(index)
     records.append(result)
     records.append(time)

@@ -268,6 +268,40 @@ def test_an_around_service_that_calls_the_rest_twice_records_it_twice_with_durat
     assert run.duration >= wrapper.duration
 
 
+def test_an_around_service_retrying_a_failed_rest_records_both_attempts() -> None:
+    attempts: list[float] = []
+
+    def flaky(q: float) -> dict[str, float]:
+        attempts.append(q)
+        if len(attempts) == 1:
+            raise ZeroDivisionError
+        return {"q3": q}
+
+    @around
+    def again(call_next: CallNext) -> None:
+        try:
+            call_next()
+        except ZeroDivisionError:
+            call_next()
+
+    run = (again >> divide >> double >> flaky >> double).run({"a": 1, "b": 1})
+    assert run.succeeded
+    assert [(r.name, r.status) for r in run.steps] == [
+        ("again", "succeeded"),
+        ("divide", "succeeded"),
+        ("double", "succeeded"),
+        ("flaky", "failed"),
+        ("divide", "succeeded"),
+        ("double", "succeeded"),
+        ("flaky", "succeeded"),
+        ("double", "succeeded"),
+    ]
+    assert run.failed_step is None
+    assert run.set_by("q3") == "flaky"
+    wrapper, *inner = run.steps
+    assert wrapper.duration >= sum(r.duration for r in inner) >= 0
+
+
 def test_skipped_steps_are_logged_as_such(events: list[dict[str, Any]]) -> None:
     @around
     def closed(call_next: CallNext) -> None:
