@@ -46,6 +46,7 @@ from service_flow._log import debug_logger
 from service_flow.clock import SYSTEM_CLOCK, Clock
 from service_flow.exceptions import ConfigurationError, FlowError
 from service_flow.http import _body, _redact
+from service_flow.http.auth import check_auth
 from service_flow.http.errors import RequestBuildError, RetriesExhausted, RetryableHTTPError, TransportError
 from service_flow.http.status import IDEMPOTENT_METHODS, MAX_RETRY_AFTER, StatusActions, StatusMap, parse_retry_after
 
@@ -207,7 +208,7 @@ class Client:
     ) -> None:
         self.base_url = None if base_url is None else check_base_url(base_url, "Client")
         self.headers: dict[str, str] = _checked_headers(headers, "Client")
-        self.auth = auth
+        self.auth = check_auth(auth, "Client(auth=)")
         self.timeout = check_timeout(DEFAULT_TIMEOUT if timeout is None else timeout, "Client")
         self.verify = check_verify(verify, "Client")
         if not isinstance(trust_env, bool):
