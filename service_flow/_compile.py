@@ -36,7 +36,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from service_flow import _log
-from service_flow._text import short_repr
+from service_flow._text import listing, short_repr
 from service_flow.exceptions import FlowDefinitionError, FlowError, ForkError, MissingContextKey, StopFlow
 from service_flow.run import (
     AROUND_STARTS,
@@ -101,23 +101,23 @@ def _next_context(context: object) -> dict[str, Any]:
 class _Next:
     """``call_next`` / ``self.app``: runs the rest of the flow on a context."""
 
-    __slots__ = ("called", "ctx", "plan", "rec")
+    __slots__ = ("ctx", "done", "plan", "rec")
 
     def __init__(self, plan: Callable[..., Any], ctx: dict[str, Any], rec: Records | None) -> None:
         self.plan = plan
         self.ctx = ctx
         self.rec = rec
-        self.called = False  # a run records the rest as skipped when it stays False
+        self.done = False  # the rest ran to its end; a run records what it left out otherwise
 
     def __call__(self, context: Mapping[str, Any] | None = None) -> dict[str, Any]:
         ctx = self.ctx if context is None else _next_context(context)
-        self.called = True
         rec = self.rec
         if rec is None:
             self.plan(ctx)
         else:
             write(rec, MARK, None, now())  # the rest starts now
             self.plan(ctx, rec)
+        self.done = True  # not when the rest raised: what it did not reach was skipped
         return ctx
 
 
@@ -128,13 +128,13 @@ class _AsyncNext(_Next):
 
     async def __call__(self, context: Mapping[str, Any] | None = None) -> dict[str, Any]:  # type: ignore[override]
         ctx = self.ctx if context is None else _next_context(context)
-        self.called = True
         rec = self.rec
         if rec is None:
             await self.plan(ctx)
         else:
             write(rec, MARK, None, now())
             await self.plan(ctx, rec)
+        self.done = True
         return ctx
 
 
@@ -410,7 +410,7 @@ class _Generator:
         if not odd:
             return  # the service's own TypeError: the caller re-raises it
         info = self.steps[index]
-        shown = ", ".join(short_repr(key, 40) for key in odd[:_MAX_LISTED_KEYS])
+        shown = listing((short_repr(key, 40) for key in odd), _MAX_LISTED_KEYS)
         message = (
             f"{info.name} takes the context as keyword arguments (**kwargs), but the context has "
             f"keys that are not strings: {shown}"
@@ -418,10 +418,25 @@ class _Generator:
         raise FlowError(message, flow=self.flow_name, step=info.name) from None
 
     def _skipped(self, index: int, rec: Records) -> None:
-        """Record the steps around service *index* left out by never calling ``call_next``."""
+        """Record the steps around service *index* left out of its rest as skipped.
+
+        It never called ``call_next``, or swallowed an exception the rest raised before
+        reaching them.
+        """
+        # Steps are numbered in the order they run (a fork's branches, an around
+        # service's rest right after it): what the rest reached is up to the highest
+        # index recorded since this around service started.
+        started = AROUND_STARTS - index
+        reached = index
+        for position in range(len(rec) - 3, -1, -3):
+            recorded = rec[position]
+            if recorded == started:
+                break
+            reached = max(reached, recorded)
         moment = now()
         for skipped in self.skips[index]:
-            write(rec, skipped, SKIPPED, moment)
+            if skipped > reached:
+                write(rec, skipped, SKIPPED, moment)
 
     def _other(self, index: int, ctx: dict[str, Any], result: object) -> object:
         if isinstance(result, Mapping):
@@ -582,7 +597,7 @@ class _Generator:
     def end_record(self, block: _Block, spec: Spec, index: int, result: str) -> None:
         """Emit the end of step *index*'s record (kept in locals until the next flush)."""
         if spec.around:
-            lines = ["if not n.called:", f"    _skipped({index}, rec)", f"rec += ({index}, {result}, now())"]
+            lines = ["if not n.done:", f"    _skipped({index}, rec)", f"rec += ({index}, {result}, now())"]
             block.extend((f"    {line}", index) for line in lines)
             return
         block.append((f"    t{index} = now()", index))
@@ -639,7 +654,7 @@ class _Generator:
             if inner_async:
                 message = (
                     f"around service {spec.name} is synchronous but wraps async steps "
-                    f"({', '.join(inner_async)}): make its __call__ `async def` and await "
+                    f"({listing(inner_async)}): make its __call__ `async def` and await "
                     "the rest of the flow (`await call_next()` or `await self.app(context)`)"
                 )
                 raise FlowDefinitionError(message, flow=self.flow_name, step=spec.name)
@@ -677,7 +692,7 @@ class _Generator:
             "try:",
             f"    b = {table}[v]",
             "except Exception:",  # unknown, unhashable, a __hash__ or __eq__ that raises
-            f"    b = _x{index}(v)",
+            f"    b = _x{index}(v{', rec' if self.record else ''})",  # a run records its failure
         ]
         block.extend((f"    {line}", index) for line in lines)
         self.emit_call(block, "b", index, aio=aio)
@@ -713,7 +728,7 @@ class _Generator:
         for table, functions, default, index, node in self.pending_tables:
             self.ns[table].update({value: self.ns[function] for value, function in functions.items()})
             self.ns[f"_x{index}"] = _no_branch(
-                node, self.ns[default] if default else None, self.flow_name, self.steps[index].name
+                node, self.ns[default] if default else None, self.flow_name, self.steps[index].name, index
             )
         # Let tracebacks show the generated lines, and forget them with the plan.
         # (The flow's name has no NUL: Flow checks names when they are given.)
@@ -745,13 +760,15 @@ def _call_expression(call: str, call_args: list[str], spec: Spec, *, aio: bool, 
     return f"{call}({joined})"
 
 
-def _no_branch(node: Any, default: Callable[..., Any] | None, flow_name: str, step: str) -> Callable[[object], Any]:
+def _no_branch(
+    node: Any, default: Callable[..., Any] | None, flow_name: str, step: str, index: int
+) -> Callable[..., Any]:
     known = tuple(node.branches)
     listed = ", ".join(short_repr(v, 40) for v in known[:_MAX_LISTED_VALUES])
     if len(known) > _MAX_LISTED_VALUES:
         listed += f" and {len(known) - _MAX_LISTED_VALUES} more"
 
-    def no_branch(value: object) -> Callable[..., Any]:
+    def no_branch(value: object, rec: Records | None = None) -> Callable[..., Any]:
         if default is not None:
             return default
         why = ""
@@ -760,7 +777,10 @@ def _no_branch(node: Any, default: Callable[..., Any] | None, flow_name: str, st
         except Exception as error:  # noqa: BLE001 - any failure of __hash__ is the value's
             why = f" (it cannot be hashed: {type(error).__name__})"
         message = f"the fork on {node.key!r} has no branch for {short_repr(value)}{why}; known values: {listed}"
-        raise ForkError(message, key=node.key, value=value, known=known, flow=flow_name, step=step) from None
+        refused = ForkError(message, key=node.key, value=value, known=known, flow=flow_name, step=step)
+        if rec is not None:  # recorded here, so that an around service swallowing it leaves it seen
+            write(rec, index, Failure(refused), now())
+        raise refused from None
 
     return no_branch
 
