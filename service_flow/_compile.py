@@ -6,10 +6,15 @@ where forks branch, where around services hand over the rest of the flow.  The
 generated functions then do what hand-written code would: look up, call, merge.
 
 Two variants exist per flow and per sync/async: the plain one (``flow(ctx)``) and the
-recording one (``flow.run(ctx)``), which also appends a raw record per step: three flat
+recording one (``flow.run(ctx)``), which also keeps a raw record per step: three flat
 items, ``index, result, end time`` (see `service_flow.run`), nothing the garbage
-collector has to track.  Errors are attributed to steps from the traceback's line
-numbers, so the plain variant pays nothing to know where it is.
+collector has to track.  A recording function keeps each step's result and end time in
+locals (``r3``, ``t3``) and adds them to the records in one go (``rec += (...)``) before
+anything else writes there (a fork, a nested flow, an around service) and at its end;
+a step that fails first hands over those of the steps before it, read from the frame.
+The traced variant (debug events on) hands each step over as it ends, to log it then.
+Errors are attributed to steps from the traceback's line numbers, so the plain variant
+pays nothing to know where it is.
 
 No value a user gave is written into the source as it was given: parameter names are
 checked to be plain identifiers and keys to be real ``str`` (whose ``repr`` is a safe
@@ -31,7 +36,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from service_flow import _log
-from service_flow._text import short_repr
+from service_flow._text import listing, short_repr
 from service_flow.exceptions import FlowDefinitionError, FlowError, ForkError, MissingContextKey, StopFlow
 from service_flow.run import (
     AROUND_STARTS,
@@ -96,23 +101,23 @@ def _next_context(context: object) -> dict[str, Any]:
 class _Next:
     """``call_next`` / ``self.app``: runs the rest of the flow on a context."""
 
-    __slots__ = ("called", "ctx", "plan", "rec")
+    __slots__ = ("ctx", "done", "plan", "rec")
 
     def __init__(self, plan: Callable[..., Any], ctx: dict[str, Any], rec: Records | None) -> None:
         self.plan = plan
         self.ctx = ctx
         self.rec = rec
-        self.called = False  # a run records the rest as skipped when it stays False
+        self.done = False  # the rest ran to its end; a run records what it left out otherwise
 
     def __call__(self, context: Mapping[str, Any] | None = None) -> dict[str, Any]:
         ctx = self.ctx if context is None else _next_context(context)
-        self.called = True
         rec = self.rec
         if rec is None:
             self.plan(ctx)
         else:
             write(rec, MARK, None, now())  # the rest starts now
             self.plan(ctx, rec)
+        self.done = True  # not when the rest raised: what it did not reach was skipped
         return ctx
 
 
@@ -123,13 +128,13 @@ class _AsyncNext(_Next):
 
     async def __call__(self, context: Mapping[str, Any] | None = None) -> dict[str, Any]:  # type: ignore[override]
         ctx = self.ctx if context is None else _next_context(context)
-        self.called = True
         rec = self.rec
         if rec is None:
             await self.plan(ctx)
         else:
             write(rec, MARK, None, now())
             await self.plan(ctx, rec)
+        self.done = True
         return ctx
 
 
@@ -157,6 +162,12 @@ class _Tracer(list):  # type: ignore[type-arg]
         super().append(item)
         if len(self) % 3 == 0:
             self.log_event(self[-3], self[-2], self[-1])
+
+    def __iadd__(self, items: Any) -> _Tracer:  # type: ignore[misc]  # noqa: PYI034
+        """Keep *items*, whole events, logging each (the traced plans add one at a time)."""
+        for item in items:
+            self.append(item)
+        return self
 
     def log_event(self, index: int, result: Any, end: float) -> None:
         """Log one event of the raw records (nothing for a mark)."""
@@ -271,7 +282,7 @@ class Plan:
         if ended is None:
             ended = now()
         if error is not None and not any(type(result) is Failure and result.error is error for result in records[1::3]):
-            # Raised outside a step's own guard (a fork without a branch, a bad return):
+            # Raised outside a step's own guard (a fork without a branch):
             # record it against the step the traceback points at.
             index = self.step_of(error)
             if index is not None:
@@ -302,13 +313,27 @@ def _describe_keys(ctx: Mapping[Any, Any], records: Records | None, steps: Seque
     return ", ".join(shown) if shown else "nothing"
 
 
+class _Block(list[tuple[str, "int | None"]]):  # a base class is evaluated, even on 3.9
+    """The lines of one generated function, each with the step it belongs to."""
+
+    __slots__ = ("pending",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        # (index, result local, end-time local) of the steps not yet added to the records.
+        self.pending: list[tuple[int, str, str]] = []
+
+
 class _Generator:
     """Writes the source of one plan."""
 
-    def __init__(self, flow: Flow, *, record: bool) -> None:
+    def __init__(self, flow: Flow, *, record: bool, trace: bool = False) -> None:
         self.flow_name = flow.name
         self.record = record
-        self.blocks: list[list[tuple[str, int | None]]] = []
+        self.trace = trace  # hand each step to the records as it ends (they log it)
+        self.blocks: list[_Block] = []
+        # The steps still in locals when step *index* starts (those before it in its block).
+        self.pending_at: dict[int, tuple[tuple[int, str, str], ...]] = {}
         self.steps: list[StepInfo] = []
         self.pending_tables: list[tuple[str, dict[Any, str], str | None, int, Any]] = []
         self.warned: set[int] = set()
@@ -325,7 +350,7 @@ class _Generator:
             "_bind_app": _bind_app,
             "_unbind_app": _unbind_app,
             "_missing": self._missing,
-            "_failed": _failed,
+            "_failed": self._failed,
             "_other": self._other,
             "_aother": self._aother,
             "_kwargs": self._kwargs,
@@ -334,7 +359,22 @@ class _Generator:
 
     # -- helpers the generated code calls (off the hot path) ------------------------
 
+    def _recover(self, index: int, frame: Any, rec: Records) -> None:
+        """Add to *rec* the steps before step *index* whose records are still in *frame*'s locals."""
+        pending = self.pending_at.get(index)
+        if pending:
+            local = frame.f_locals
+            for step, result, end in pending:
+                write(rec, step, local[result], local[end])
+
+    def _failed(self, index: int, error: BaseException, rec: Records) -> None:
+        """Record step *index* failing with *error* (called by the plan's own frame)."""
+        self._recover(index, sys._getframe(1), rec)  # noqa: SLF001 - the plan's locals
+        write(rec, index, Failure(error), now())
+
     def _missing(self, index: int, ctx: dict[str, Any], rec: Records | None) -> None:
+        if rec is not None:  # first the steps before it: the message says who set what
+            self._recover(index, sys._getframe(1), rec)  # noqa: SLF001 - the plan's locals
         info = self.steps[index]
         needed = (str(info.fork_key),) if info.spec is None else info.spec.requires
         missing = [key for key in needed if key not in ctx]
@@ -370,7 +410,7 @@ class _Generator:
         if not odd:
             return  # the service's own TypeError: the caller re-raises it
         info = self.steps[index]
-        shown = ", ".join(short_repr(key, 40) for key in odd[:_MAX_LISTED_KEYS])
+        shown = listing((short_repr(key, 40) for key in odd), _MAX_LISTED_KEYS)
         message = (
             f"{info.name} takes the context as keyword arguments (**kwargs), but the context has "
             f"keys that are not strings: {shown}"
@@ -378,10 +418,25 @@ class _Generator:
         raise FlowError(message, flow=self.flow_name, step=info.name) from None
 
     def _skipped(self, index: int, rec: Records) -> None:
-        """Record the steps around service *index* left out by never calling ``call_next``."""
+        """Record the steps around service *index* left out of its rest as skipped.
+
+        It never called ``call_next``, or swallowed an exception the rest raised before
+        reaching them.
+        """
+        # Steps are numbered in the order they run (a fork's branches, an around
+        # service's rest right after it): what the rest reached is up to the highest
+        # index recorded since this around service started.
+        started = AROUND_STARTS - index
+        reached = index
+        for position in range(len(rec) - 3, -1, -3):
+            recorded = rec[position]
+            if recorded == started:
+                break
+            reached = max(reached, recorded)
         moment = now()
         for skipped in self.skips[index]:
-            write(rec, skipped, SKIPPED, moment)
+            if skipped > reached:
+                write(rec, skipped, SKIPPED, moment)
 
     def _other(self, index: int, ctx: dict[str, Any], result: object) -> object:
         if isinstance(result, Mapping):
@@ -431,7 +486,7 @@ class _Generator:
         from service_flow.flow import Fork, Step  # flow imports this module
 
         name = f"_p{len(self.blocks)}"
-        block: list[tuple[str, int | None]] = []
+        block = _Block()
         self.blocks.append(block)
         # A record's start is the end of the record before it (see service_flow.run): one
         # clock reading per step, none wasted between them.
@@ -450,12 +505,21 @@ class _Generator:
             else:
                 inner = self.function(node.flow.nodes, branch, aio=aio)
                 indices.extend(self.mainline[inner])
+                self.flush(block)
                 self.emit_call(block, inner, None, aio=aio)
+        self.flush(block)
         block.append(("    return None", None))
         self.mainline[name] = indices
         return name
 
-    def emit_call(self, block: list[tuple[str, int | None]], function: str, owner: int | None, *, aio: bool) -> None:
+    def flush(self, block: _Block) -> None:
+        """Add the records of the steps still in locals to ``rec``, in one go."""
+        if block.pending:
+            items = ", ".join(f"{index}, {result}, {end}" for index, result, end in block.pending)
+            block.append((f"    rec += ({items})", None))
+            block.pending.clear()
+
+    def emit_call(self, block: _Block, function: str, owner: int | None, *, aio: bool) -> None:
         call = f"{'await ' if aio else ''}{function}"
         block.append((f"    {call}(ctx, rec)" if self.record else f"    {call}(ctx)", owner))
 
@@ -479,7 +543,7 @@ class _Generator:
             call_args.append("**ctx")
         return call_args
 
-    def lookups(self, block: list[tuple[str, int | None]], index: int, lines: list[str]) -> None:
+    def lookups(self, block: _Block, index: int, lines: list[str]) -> None:
         """Emit the context lookups of step *index*, a missing key raising `MissingContextKey`."""
         if not lines:
             return
@@ -489,7 +553,7 @@ class _Generator:
 
     def step(  # noqa: PLR0913 - each option is one way a step is called
         self,
-        block: list[tuple[str, int | None]],
+        block: _Block,
         spec: Spec,
         branch: str,
         *,
@@ -502,6 +566,10 @@ class _Generator:
         """Emit one step: lookups, the call, the merge, the record."""
         if index is None:
             index = self.new_step(spec.name, branch, spec)
+        if app is not None or extra:
+            self.flush(block)  # the steps it wraps write their records themselves
+        if block.pending:
+            self.pending_at[index] = tuple(block.pending)
 
         def emit(text: str) -> None:
             block.append((f"    {text}", index))
@@ -517,32 +585,46 @@ class _Generator:
             emit(f"n = {app or extra}")
             if self.record:
                 # It starts where the last record ended.
-                emit(f"rec.append({AROUND_STARTS - index})")
-                emit("rec.append(None)")
-                emit("rec.append(None)")
-        for line in self.guarded(f"r = {expression}", spec, index, app=app):
+                emit(f"rec += ({AROUND_STARTS - index}, None, None)")
+        result = f"r{index}" if self.record else "r"
+        merge = self.merge(spec, index, result, aio=aio)
+        for line in self.guarded(f"{result} = {expression}", spec, index, app=app, merge=merge):
             emit(line)
-        if self.record and (spec.whole_context or spec.around):
-            # Returning the context itself (`return call_next()`) sets no key of its own.
-            emit("if r is ctx:")
-            emit("    r = None")
-        emit("if type(r) is dict:")
-        emit("    ctx.update(r)")
-        emit("elif r is not None:")
-        emit(f"    r = {'await _aother' if aio else '_other'}({index}, ctx, r)")
         if self.record:
-            if spec.around:
-                emit("if not n.called:")
-                emit(f"    _skipped({index}, rec)")
-            # Three appends: list.append is specialised by the interpreter, cheaper than
-            # building a tuple to extend the list with.
-            emit(f"rec.append({index})")
-            emit("rec.append(r)")
-            emit("rec.append(now())")
+            self.end_record(block, spec, index, result)
         return index
 
-    def guarded(self, call: str, spec: Spec, index: int, *, app: str | None) -> list[str]:
-        """The lines of a step's call, inside the guards it needs."""
+    def end_record(self, block: _Block, spec: Spec, index: int, result: str) -> None:
+        """Emit the end of step *index*'s record (kept in locals until the next flush)."""
+        if spec.around:
+            lines = ["if not n.done:", f"    _skipped({index}, rec)", f"rec += ({index}, {result}, now())"]
+            block.extend((f"    {line}", index) for line in lines)
+            return
+        block.append((f"    t{index} = now()", index))
+        block.pending.append((index, result, f"t{index}"))
+        if self.trace:
+            self.flush(block)
+
+    def merge(self, spec: Spec, index: int, result: str, *, aio: bool) -> list[str]:
+        """The lines merging a step's *result* into the context."""
+        lines = []
+        if self.record and (spec.whole_context or spec.around):
+            # Returning the context itself (`return call_next()`) sets no key of its own.
+            lines += [f"if {result} is ctx:", f"    {result} = None"]
+        return [
+            *lines,
+            f"if type({result}) is dict:",
+            f"    ctx.update({result})",
+            f"elif {result} is not None:",
+            f"    {result} = {'await _aother' if aio else '_other'}({index}, ctx, {result})",
+        ]
+
+    def guarded(self, call: str, spec: Spec, index: int, *, app: str | None, merge: list[str]) -> list[str]:
+        """The lines of a step's call and *merge*, inside the guards they need.
+
+        A recording plan guards the merge too: a result that cannot be merged fails the
+        step then and there, recorded with the steps before it.
+        """
         lines = [call]
         if spec.var_keyword:
             # A context with keys that are not strings cannot be passed as keywords.
@@ -550,19 +632,17 @@ class _Generator:
         if app is not None:
             token = f"token = _bind_app({self.bind(f'_o{index}', spec.service)}, n)"
             lines = [token, "try:", *_indent(lines), "finally:", "    _unbind_app(token)"]
-        if self.record:
-            lines = [
-                "try:",
-                *_indent(lines),
-                "except BaseException as error:",
-                f"    _failed({index}, error, rec)",
-                "    raise",
-            ]
-        return lines
+        if not self.record:
+            return [*lines, *merge]
+        return [
+            "try:",
+            *_indent([*lines, *merge]),
+            "except BaseException as error:",
+            f"    _failed({index}, error, rec)",
+            "    raise",
+        ]
 
-    def around(
-        self, block: list[tuple[str, int | None]], spec: Spec, rest: Sequence[Node], branch: str, *, aio: bool
-    ) -> int:
+    def around(self, block: _Block, spec: Spec, rest: Sequence[Node], branch: str, *, aio: bool) -> int:
         """Emit an around step, compiling the rest of the sequence as its ``call_next``."""
         from service_flow.flow import Flow
 
@@ -574,7 +654,7 @@ class _Generator:
             if inner_async:
                 message = (
                     f"around service {spec.name} is synchronous but wraps async steps "
-                    f"({', '.join(inner_async)}): make its __call__ `async def` and await "
+                    f"({listing(inner_async)}): make its __call__ `async def` and await "
                     "the rest of the flow (`await call_next()` or `await self.app(context)`)"
                 )
                 raise FlowDefinitionError(message, flow=self.flow_name, step=spec.name)
@@ -593,8 +673,9 @@ class _Generator:
             self.step(block, spec, branch, aio=aio, extra=rest_call, index=index, thread=thread)
         return index
 
-    def fork(self, block: list[tuple[str, int | None]], node: Any, branch: str, *, aio: bool) -> int:
+    def fork(self, block: _Block, node: Any, branch: str, *, aio: bool) -> int:
         """Emit a fork: look up its key, pick the branch function, call it."""
+        self.flush(block)  # before its lookup, which may fail, and its branch, which records
         index = self.new_step(node.name, branch, None, node.key)
         prefix = f"{branch} > " if branch else ""
         functions = {}
@@ -611,7 +692,7 @@ class _Generator:
             "try:",
             f"    b = {table}[v]",
             "except Exception:",  # unknown, unhashable, a __hash__ or __eq__ that raises
-            f"    b = _x{index}(v)",
+            f"    b = _x{index}(v{', rec' if self.record else ''})",  # a run records its failure
         ]
         block.extend((f"    {line}", index) for line in lines)
         self.emit_call(block, "b", index, aio=aio)
@@ -625,7 +706,8 @@ class _Generator:
             # `await flow(ctx)` awaits the entry itself: it names the step on the error
             # and returns the context, where a wrapper coroutine would cost a tenth more.
             head, *body, _ = self.blocks[0]
-            self.blocks[0] = [
+            self.blocks[0] = entry = _Block()
+            entry += [
                 head,
                 ("    try:", None),
                 *((f"    {text}", index) for text, index in body),
@@ -646,7 +728,7 @@ class _Generator:
         for table, functions, default, index, node in self.pending_tables:
             self.ns[table].update({value: self.ns[function] for value, function in functions.items()})
             self.ns[f"_x{index}"] = _no_branch(
-                node, self.ns[default] if default else None, self.flow_name, self.steps[index].name
+                node, self.ns[default] if default else None, self.flow_name, self.steps[index].name, index
             )
         # Let tracebacks show the generated lines, and forget them with the plan.
         # (The flow's name has no NUL: Flow checks names when they are given.)
@@ -678,17 +760,15 @@ def _call_expression(call: str, call_args: list[str], spec: Spec, *, aio: bool, 
     return f"{call}({joined})"
 
 
-def _failed(index: int, error: BaseException, rec: Records) -> None:
-    write(rec, index, Failure(error), now())
-
-
-def _no_branch(node: Any, default: Callable[..., Any] | None, flow_name: str, step: str) -> Callable[[object], Any]:
+def _no_branch(
+    node: Any, default: Callable[..., Any] | None, flow_name: str, step: str, index: int
+) -> Callable[..., Any]:
     known = tuple(node.branches)
     listed = ", ".join(short_repr(v, 40) for v in known[:_MAX_LISTED_VALUES])
     if len(known) > _MAX_LISTED_VALUES:
         listed += f" and {len(known) - _MAX_LISTED_VALUES} more"
 
-    def no_branch(value: object) -> Callable[..., Any]:
+    def no_branch(value: object, rec: Records | None = None) -> Callable[..., Any]:
         if default is not None:
             return default
         why = ""
@@ -697,14 +777,17 @@ def _no_branch(node: Any, default: Callable[..., Any] | None, flow_name: str, st
         except Exception as error:  # noqa: BLE001 - any failure of __hash__ is the value's
             why = f" (it cannot be hashed: {type(error).__name__})"
         message = f"the fork on {node.key!r} has no branch for {short_repr(value)}{why}; known values: {listed}"
-        raise ForkError(message, key=node.key, value=value, known=known, flow=flow_name, step=step) from None
+        refused = ForkError(message, key=node.key, value=value, known=known, flow=flow_name, step=step)
+        if rec is not None:  # recorded here, so that an around service swallowing it leaves it seen
+            write(rec, index, Failure(refused), now())
+        raise refused from None
 
     return no_branch
 
 
-def compile_flow(flow: Flow, *, aio: bool, record: bool) -> Plan:
-    """Compile *flow* into a plan (sync or async, plain or recording)."""
-    generator = _Generator(flow, record=record)
+def compile_flow(flow: Flow, *, aio: bool, record: bool, trace: bool = False) -> Plan:
+    """Compile *flow* into a plan (sync or async; plain, recording or traced)."""
+    generator = _Generator(flow, record=record, trace=trace)
     generator.function(flow.nodes, "", aio=aio)
     return generator.finalize(aio=aio)
 

@@ -82,7 +82,10 @@ def _service_name(obj: object) -> str:  # noqa: PLR0911 - one return per kind of
     # Services and flows say their name; an arbitrary object's `name` attribute may
     # mean anything (a warehouse's city), so it is not asked.
     explicit = getattr(obj, "__service_flow_name__", None)
-    if isinstance(explicit, str) and explicit:
+    if explicit is not None and not isinstance(explicit, str):
+        # A name given as bytes or a number is a mistake to report, not to ignore.
+        check_name(explicit, f"the name of service {type(obj).__name__}")
+    if explicit:
         return check_name(explicit, f"the name of service {type(obj).__name__}")  # before str() hides it
     if isinstance(obj, functools.partial):
         return f"partial({service_name(obj.func)})"
@@ -196,6 +199,9 @@ def spec_of(obj: object) -> Spec:
     ]
     if around == CALL_NEXT_PARAM and CALL_NEXT_PARAM not in signature.parameters:
         msg = f"around service {name} must take a `{CALL_NEXT_PARAM}` parameter (the rest of the flow)"
+        raise FlowDefinitionError(msg)
+    if around == CALL_NEXT_PARAM and signature.parameters[CALL_NEXT_PARAM].kind is inspect.Parameter.POSITIONAL_ONLY:
+        msg = f"around service {name} must take `{CALL_NEXT_PARAM}` by keyword: it is positional-only (before a `/`)"
         raise FlowDefinitionError(msg)
 
     if isinstance(obj, functools.partial):

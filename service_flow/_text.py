@@ -10,8 +10,12 @@ microseconds, never a full repr, and a ``__repr__`` that raises cannot hide the 
 from __future__ import annotations
 
 import reprlib
+from typing import TYPE_CHECKING
 
 from service_flow.exceptions import FlowDefinitionError
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
 
 _REPR = reprlib.Repr()
 _REPR.maxlevel = 3
@@ -33,6 +37,14 @@ def short_repr(value: object, limit: int = _MAX_CHARS) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def listing(items: Iterable[str], limit: int = 10) -> str:
+    """*items* joined with commas, the first *limit* of them and how many more."""
+    every = list(items)
+    if len(every) <= limit:
+        return ", ".join(every)
+    return f"{', '.join(every[:limit])} and {len(every) - limit} more"
+
+
 def check_name(value: object, what: str) -> str:
     """*value* if it is a real ``str`` without NUL; else `FlowDefinitionError` naming *what*."""
     if type(value) is not str:
@@ -44,4 +56,4 @@ def check_name(value: object, what: str) -> str:
     return value
 
 
-__all__ = ["check_name", "short_repr"]
+__all__ = ["check_name", "listing", "short_repr"]

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Final, Union
 
 from service_flow import _compile, _log
 from service_flow._spec import Spec, spec_of
-from service_flow._text import check_name, short_repr
+from service_flow._text import check_name, listing, short_repr
 from service_flow.exceptions import FlowDefinitionError, FlowError
 from service_flow.run import RUN_NUMBERS, Records, Run, new_run
 
@@ -34,6 +34,9 @@ __all__ = ["DEFAULT", "MAX_DEPTH", "Flow", "Fork", "Node", "Step", "SubFlow", "f
 #: around service three), so a deeper flow is refused when it is built, with
 #: `FlowDefinitionError`, rather than failing with a `RecursionError` when it runs.
 MAX_DEPTH: Final = 100
+
+#: The longest name a flow makes of its steps' names (one given with `named` is kept whole).
+_MAX_NAME: Final = 100
 
 # Plans are compiled rarely: one lock for all flows keeps a flow small to build.
 _COMPILE_LOCK = threading.Lock()
@@ -79,12 +82,13 @@ DEFAULT: Final = _Default()
 
 
 class Step:
-    """A node that calls one service.  ``spec`` holds what was learnt of it at build."""
+    """A node that calls one service: ``Step(service)``.  ``spec`` holds what was learnt of it at build."""
 
     __slots__ = ("spec",)
 
-    def __init__(self, spec: Spec) -> None:
-        self.spec = spec
+    def __init__(self, spec: Spec | Callable[..., Any]) -> None:
+        # Built by hand, a step may be given its service: introspect it as >> would.
+        self.spec = spec if isinstance(spec, Spec) else spec_of(spec)
 
     @property
     def service(self) -> Any:
@@ -207,7 +211,7 @@ def _as_flow(obj: object, *, role: str) -> Flow:
     return Flow(obj)
 
 
-def _fork_node(spec: object) -> Fork:
+def _fork_node(spec: object, default_branch: object = None) -> Fork:
     if not (isinstance(spec, tuple) and len(spec) == 2 and isinstance(spec[1], Mapping)):  # noqa: PLR2004
         msg = (
             f"a fork is written `flow < (key, {{value: branch, ...}})`, got {short_repr(spec)}; "
@@ -216,21 +220,31 @@ def _fork_node(spec: object) -> Fork:
         raise FlowDefinitionError(msg)
     key, branches = spec
     check_name(key, "a fork's key")
-    if not branches:
+    if not branches and default_branch is None:
         msg = f"the fork on {key!r} has no branches"
         raise FlowDefinitionError(msg)
     default: Flow | None = None
     named: dict[Any, Flow] = {}
     try:
         items = list(branches.items())
+        if default_branch is not None:
+            items.append((DEFAULT, default_branch))
     except Exception as error:
         msg = f"the branches of the fork on {key!r} cannot be read: {type(error).__name__}: {error}"
         raise FlowDefinitionError(msg) from error
     for value, branch in items:
         if value is DEFAULT:
             default = _as_flow(branch, role=f"the default branch of the fork on {key!r}")
-        else:
-            named[value] = _as_flow(branch, role=f"branch {short_repr(value)} of the fork on {key!r}")
+            continue
+        flow = _as_flow(branch, role=f"branch {short_repr(value)} of the fork on {key!r}")
+        try:
+            named[value] = flow
+        except Exception as error:  # unhashable, or a __hash__/__eq__ that raises
+            msg = (
+                f"the fork on {key!r} cannot have {short_repr(value)} as a branch's value: "
+                f"it cannot be hashed ({type(error).__name__})"
+            )
+            raise FlowDefinitionError(msg) from error
     return Fork(key, named, default)
 
 
@@ -241,9 +255,7 @@ def fork_on(key: str, branches: Mapping[Any, Any], *, default: object = None) ->
     the flow ``< ("payment", {...})`` would append.  Branches are flows, services or
     ``None`` (do nothing); ``default`` (or a `DEFAULT` key) is taken for any other value.
     """
-    if default is not None:
-        branches = {**branches, DEFAULT: default}
-    return Flow(nodes=(_fork_node((key, branches)),))
+    return Flow(nodes=(_fork_node((key, branches), default),))
 
 
 _NO_TRUTH = (
@@ -288,7 +300,11 @@ class Flow:
         name: str | None = None,
         nodes: tuple[Node, ...] = (),
     ) -> None:
-        built = list(nodes)
+        try:
+            built = list(nodes)
+        except TypeError as error:
+            msg = f"Flow(nodes=...) takes a tuple of Step, Fork and SubFlow nodes, got {short_repr(nodes)}"
+            raise FlowDefinitionError(msg) from error
         for node in built:
             given: object = node  # callers without type checking pass anything
             if not isinstance(given, (Step, Fork, SubFlow)):
@@ -315,7 +331,7 @@ class Flow:
         self._right = right
         self._name = name
         self._async: bool | None = None
-        self._plans: dict[tuple[bool, bool], _compile.Plan] = {}
+        self._plans: dict[tuple[bool, bool, bool], _compile.Plan] = {}
         # The sync plans, once compiled, for the shortest path from a call to the plan.
         self._call_plan: _compile.Plan | None = None
         self._run_plan: _compile.Plan | None = None
@@ -372,10 +388,13 @@ class Flow:
         """The flow's name in errors and logs: the one given, or one made of its steps."""
         if self._name is not None:
             return self._name
-        names = [node.name for node in self.nodes]
-        if len(names) > 3:  # noqa: PLR2004
-            names = [names[0], "…", names[-1]]
-        return " >> ".join(names) or "empty flow"
+        nodes = self.nodes
+        names = [node.name for node in (nodes if len(nodes) <= 3 else (nodes[0], nodes[-1]))]  # noqa: PLR2004
+        if len(nodes) > 3:  # noqa: PLR2004
+            names.insert(1, "…")
+        name = " >> ".join(names) or "empty flow"
+        # Flows kept whole inside one another make names of names: keep them short.
+        return name if len(name) <= _MAX_NAME else name[: _MAX_NAME - 1] + "…"
 
     @property
     def __service_flow_name__(self) -> str:
@@ -463,14 +482,14 @@ class Flow:
 
     # -- running -----------------------------------------------------------------
 
-    def _plan(self, *, aio: bool, record: bool) -> _compile.Plan:
-        plan = self._plans.get((aio, record))
+    def _plan(self, *, aio: bool, record: bool, trace: bool = False) -> _compile.Plan:
+        plan = self._plans.get((aio, record, trace))
         if plan is None:
             with _COMPILE_LOCK:
-                plan = self._plans.get((aio, record))
+                plan = self._plans.get((aio, record, trace))
                 if plan is None:
-                    plan = _compile.compile_flow(self, aio=aio, record=record)
-                    self._plans[aio, record] = plan
+                    plan = _compile.compile_flow(self, aio=aio, record=record, trace=trace)
+                    self._plans[aio, record, trace] = plan
         return plan
 
     def __call__(self, context: Mapping[str, Any] | None = None) -> Any:
@@ -508,36 +527,50 @@ class Flow:
         plan = self._run_plan
         if plan is None:
             if self.is_async:
-                names = ", ".join(step.name for step in self.iter_steps() if step.spec.is_async)
+                names = listing(step.name for step in self.iter_steps() if step.spec.is_async)
                 msg = f"flow {self.name!r} has async services ({names}): use `await flow.arun(context)`"
                 raise FlowError(msg, flow=self.name)
             plan = self._run_plan = self._plan(aio=False, record=True)
         ctx = context.copy() if type(context) is dict else _compile.as_context(context, self)
-        records: Records | None = None
-        number = 0  # a run that logs nothing is numbered when its id is first read
         # _log.quiet(), written out: a function call is a tenth of a short run's overhead.
         if _log.cached is None:
             config = _log.CONFIG
-            quiet = not config.is_configured or config.default_wrapper_class is _log.quiet_class
-        else:
-            quiet = _log.debug_fixed is False
+            if config.is_configured and config.default_wrapper_class is not _log.quiet_class:
+                return self._traced_run(plan, ctx)
+        elif _log.debug_fixed is not False:
+            return self._traced_run(plan, ctx)
+        # Debug events are off: nothing to log unless it fails; numbered when first read.
+        records: Records = []
         started = now()
-        if not quiet:  # debug may be on: ask, and trace the run if it is
-            number = next(RUN_NUMBERS)
-            records = plan.tracer(number, started)
-        if records is None:
-            records = []
         try:
             plan.entry(ctx, records)
         except Exception as error:  # noqa: BLE001 - a Run reports every failure
-            return plan.finish(ctx, records, number or next(RUN_NUMBERS), started, error)
+            return plan.finish(ctx, records, next(RUN_NUMBERS), started, error)
         except BaseException as error:
             plan.annotate(error)
             raise
-        if type(records) is list:  # not tracing: nothing to log; it ended with its last step
-            run = make_run(Run)
-            run._state = (plan, number, ctx, records, None, started, records[-1] if records else started)  # noqa: SLF001
-            return run
+        run = make_run(Run)
+        run._state = (plan, 0, ctx, records, None, started, records[-1] if records else started)  # noqa: SLF001
+        return run
+
+    def _traced_run(self, plan: _compile.Plan, ctx: dict[str, Any]) -> Run:
+        """`run` when debug events may be on: ask the logger, and trace the run if they are."""
+        number = next(RUN_NUMBERS)
+        started = now()
+        records = plan.tracer(number, started)
+        if records is None:
+            records = []
+        else:  # each step handed to the records as it ends, to log it
+            plan = self._plan(aio=False, record=True, trace=True)
+        try:
+            plan.entry(ctx, records)
+        except Exception as error:  # noqa: BLE001 - a Run reports every failure
+            return plan.finish(ctx, records, number, started, error)
+        except BaseException as error:
+            plan.annotate(error)
+            raise
+        if type(records) is list:  # not tracing after all: nothing to log
+            return new_run((plan, number, ctx, records, None, started, records[-1] if records else started))
         return plan.finish(ctx, records, number, started, None)
 
     async def arun(self, context: Mapping[str, Any] | None = None) -> Run:
@@ -550,6 +583,8 @@ class Flow:
         number = next(RUN_NUMBERS)
         started = now()
         records = None if _log.quiet() else plan.tracer(number, started)
+        if records is not None:
+            plan = self._plan(aio=True, record=True, trace=True)
         if records is None:
             records = []
         try:

@@ -1,7 +1,8 @@
 r"""The record of one run of a flow: `Run`, its `StepRecord`\\ s and its `RunStatus`.
 
-``flow.run(context)`` returns a `Run`.  The run loop only appends raw data to one flat
-list, three items per event: ``index, result, time``.  No tuple per step, nothing for
+``flow.run(context)`` returns a `Run`.  The run loop only adds raw data to one flat
+list, three items per event: ``index, result, time`` (a plan adds those of a run of
+steps in one go, in the order they ended).  No tuple per step, nothing for
 the garbage collector to track but the results themselves; the records, names and key
 provenance are built when somebody reads them:
 
@@ -11,8 +12,8 @@ provenance are built when somebody reads them:
 - an around service starting: ``AROUND_STARTS - index``, ``None``, ``None`` (it starts
   where the last event ended; its own event comes after the steps it wraps);
 - ``call_next()`` starting the rest: `MARK`, ``None``, the time;
-- a step an around service skipped by never calling ``call_next``: its index,
-  `SKIPPED`, the time.
+- a step an around service skipped (it never called ``call_next``, or swallowed an
+  exception the rest raised before the step): its index, `SKIPPED`, the time.
 """
 
 from __future__ import annotations
@@ -52,7 +53,8 @@ class RunStatus(str, enum.Enum):
     STOPPED = "stopped"
     FAILED = "failed"
     SKIPPED = "skipped"
-    """Only for a step: an around service returned without calling ``call_next``."""
+    """Only for a step: an around service returned without calling ``call_next``, or
+    swallowed an exception the rest raised before reaching the step."""
 
     def __str__(self) -> str:
         return self.value
@@ -67,7 +69,8 @@ class StepRecord(NamedTuple):
     """The service's name."""
     status: RunStatus
     """`RunStatus.SUCCEEDED`, ``STOPPED``/``FAILED`` for the step that ended the run, or
-    ``SKIPPED`` for a step an around service left out (it never called ``call_next``)."""
+    ``SKIPPED`` for a step an around service left out (it never called ``call_next``, or
+    swallowed an exception raised before the step)."""
     duration: float
     """Seconds the step took (an around service's include the steps it wrapped)."""
     keys: tuple[str, ...]
@@ -111,7 +114,7 @@ _Event = tuple[float, int, Any, float, int]
 
 
 def write(records: Records, index: int, result: Any, time: float | None) -> None:
-    """Append one event to *records* (item by item, as the plans do)."""
+    """Append one event to *records* (item by item: a tracer logs each event it completes)."""
     records.append(index)
     records.append(result)
     records.append(time)
@@ -278,8 +281,13 @@ class Run:
         """The name of the step whose returned mapping last set *key*.
 
         ``None`` when no step returned it: it came with the input, was set in place by a
-        step that takes the whole context, or is not in the context at all.
+        step that takes the whole context, or is not in the context at all (as a key that
+        cannot be hashed never is).
         """
+        try:
+            hash(key)
+        except Exception:  # noqa: BLE001 - whatever its __hash__ raises, no result holds it
+            return None
         return provenance(key, self._state[3], self._state[0].steps)
 
     def __repr__(self) -> str:

@@ -14,8 +14,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from service_flow._text import short_repr
-from service_flow.exceptions import ValidationError
+from service_flow._text import listing, short_repr
+from service_flow.exceptions import ConfigurationError, ValidationError
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -117,7 +117,7 @@ class _Checker:
                     if not spec.is_async and any(_is_async(n) for n in rest):
                         inner = [s.name for n in rest for s in _steps(n) if s.spec.is_async]
                         self.problem(
-                            f"around service {spec.name} is synchronous but wraps async steps ({', '.join(inner)})"
+                            f"around service {spec.name} is synchronous but wraps async steps ({listing(inner)})"
                         )
                     return self.after(spec, self.walk(rest, paths))
                 paths = self.after(spec, paths)
@@ -187,27 +187,32 @@ def validate(flow: Flow, given: Iterable[str] | Mapping[str, Any] = (), *, stric
     if isinstance(given, str):
         given = (given,)
     elif not isinstance(checked, (Iterable, Mapping)):
-        msg = f"validate(given=...) takes the keys the input will hold (a set or a mapping), got {given!r}"
-        raise TypeError(msg)
+        msg = f"validate(given=...) takes the keys the input will hold (a set or a mapping), got {short_repr(given)}"
+        raise ConfigurationError(msg)
     flag: object = strict  # callers without type checking pass anything
     if type(flag) is not bool:
         msg = f"validate(strict=...) takes True or False, got {short_repr(strict)}"
-        raise TypeError(msg)
+        raise ConfigurationError(msg)
+    try:
+        keys = set(given)
+    except TypeError as error:  # a key that cannot be hashed
+        msg = f"validate(given=...) takes the keys the input will hold, which must be hashable: {error}"
+        raise ConfigurationError(msg) from error
     checker = _Checker(flow, strict=strict)
-    ends = checker.walk(flow.nodes, [_Path("", set(given), shared=False, trusting=False)])
+    ends = checker.walk(flow.nodes, [_Path("", keys, shared=False, trusting=False)])
     if checker.problems:
         problems = list(checker.problems)
         count = len(problems)
-        listing = "\n".join(f"  - {line}" for line in problems)
-        message = f"flow {flow.name!r} has {count} problem{'s' if count > 1 else ''}:\n{listing}"
+        lines = "\n".join(f"  - {line}" for line in problems)
+        message = f"flow {flow.name!r} has {count} problem{'s' if count > 1 else ''}:\n{lines}"
         raise ValidationError(message, problems=problems, flow=flow.name)
     if checker.assumed:
-        assumed = ", ".join(f"{key!r} for {who}" for who, key in checker.assumed)
+        assumed = listing(f"{key!r} for {who}" for who, key in checker.assumed)
         warnings.warn(
             f"flow {flow.name!r}: assumed {assumed} to be provided by steps that do not declare "
-            f"`provides`: {', '.join(checker.undeclared)}",
+            f"`provides`: {listing(checker.undeclared)}",
             ValidationWarning,
             stacklevel=3,
         )
-    guaranteed = frozenset(set.intersection(*(p.keys for p in ends))) if ends else frozenset(given)
+    guaranteed = frozenset(set.intersection(*(p.keys for p in ends))) if ends else frozenset(keys)
     return Validation(guaranteed, tuple(checker.undeclared), tuple(checker.assumed))

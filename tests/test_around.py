@@ -268,6 +268,40 @@ def test_an_around_service_that_calls_the_rest_twice_records_it_twice_with_durat
     assert run.duration >= wrapper.duration
 
 
+def test_an_around_service_retrying_a_failed_rest_records_both_attempts() -> None:
+    attempts: list[float] = []
+
+    def flaky(q: float) -> dict[str, float]:
+        attempts.append(q)
+        if len(attempts) == 1:
+            raise ZeroDivisionError
+        return {"q3": q}
+
+    @around
+    def again(call_next: CallNext) -> None:
+        try:
+            call_next()
+        except ZeroDivisionError:
+            call_next()
+
+    run = (again >> divide >> double >> flaky >> double).run({"a": 1, "b": 1})
+    assert run.succeeded
+    assert [(r.name, r.status) for r in run.steps] == [
+        ("again", "succeeded"),
+        ("divide", "succeeded"),
+        ("double", "succeeded"),
+        ("flaky", "failed"),
+        ("divide", "succeeded"),
+        ("double", "succeeded"),
+        ("flaky", "succeeded"),
+        ("double", "succeeded"),
+    ]
+    assert run.failed_step is None
+    assert run.set_by("q3") == "flaky"
+    wrapper, *inner = run.steps
+    assert wrapper.duration >= sum(r.duration for r in inner) >= 0
+
+
 def test_skipped_steps_are_logged_as_such(events: list[dict[str, Any]]) -> None:
     @around
     def closed(call_next: CallNext) -> None:
@@ -314,3 +348,100 @@ def test_records_keep_the_order_steps_started_in_even_when_the_clock_stands_stil
     run = flow.run({"a": 1, "b": 1})
     assert [r.name for r in run.steps] == ["divide", "Catch", "double", "Catch", run.steps[-1].name]
     assert all(r.duration == 0 for r in run.steps)
+
+
+@pytest.mark.parametrize("wrapper", [Catch(), Handler()], ids=["Around", "DecoratorMiddleware"])
+def test_steps_after_an_exception_an_around_service_swallowed_show_as_skipped(wrapper: Any) -> None:
+    def check(q2: float) -> dict[str, bool]:
+        return {"checked": q2 > 0}
+
+    flow = wrapper >> (lambda: None) >> divide >> double >> fork_on("q2", {1: check}) >> check
+    run = flow.run({"a": 1, "b": 0})
+    assert run.succeeded
+    assert run.context["error"] == "divided by zero"
+    assert [(r.name, r.status) for r in run.steps][1:] == [
+        (run.steps[1].name, "succeeded"),
+        ("divide", "failed"),
+        ("double", "skipped"),
+        ("fork on q2", "skipped"),
+        ("check", "skipped"),
+    ]
+    assert run.steps[0].status == "succeeded"
+    assert isinstance(run.steps[2].error, ZeroDivisionError)
+    assert run.failed_step is None  # the run did not fail
+
+
+def test_a_swallowed_exception_from_a_branch_skips_what_comes_after_the_fork() -> None:
+    @around
+    def inner(call_next: CallNext) -> None:
+        call_next()
+
+    flow = Catch() >> fork_on("mode", {"x": Flow(inner) >> divide >> double}) >> double
+    run = flow.run({"a": 1, "b": 0, "mode": "x"})
+    assert [(r.name, r.status) for r in run.steps] == [
+        ("Catch", "succeeded"),
+        ("inner", "failed"),
+        ("divide", "failed"),
+        ("double", "skipped"),  # after the fork it reached (inside, `inner` did not swallow it)
+    ]
+
+
+def test_an_around_service_that_retries_the_rest_after_a_failure_skips_nothing() -> None:
+    @around
+    def again(call_next: CallNext) -> None:
+        try:
+            call_next()
+        except ZeroDivisionError:
+            call_next({"a": 1, "b": 1})
+
+    run = (again >> divide >> double).run({"a": 1, "b": 0})
+    assert [(r.name, r.status) for r in run.steps] == [
+        ("again", "succeeded"),
+        ("divide", "failed"),
+        ("divide", "succeeded"),
+        ("double", "succeeded"),
+    ]
+
+
+def test_an_async_around_service_that_swallows_an_exception_shows_what_it_left_out() -> None:
+    import asyncio
+
+    class Swallow(Around):
+        async def __call__(self, call_next: Any) -> dict[str, bool] | None:
+            try:
+                await call_next()
+            except ZeroDivisionError:
+                return {"swallowed": True}
+            return None
+
+    async def slow(a: float, b: float) -> dict[str, float]:
+        return {"q": a / b}
+
+    run = asyncio.run((Swallow() >> slow >> double).arun({"a": 1, "b": 0}))
+    assert run.succeeded
+    assert [(r.name, r.status) for r in run.steps] == [
+        ("Swallow", "succeeded"),
+        ("slow", "failed"),
+        ("double", "skipped"),
+    ]
+
+
+def test_a_fork_error_an_around_service_swallowed_shows_the_fork_failed() -> None:
+    class CatchAll(Around):
+        def __call__(self, call_next: CallNext) -> dict[str, str] | None:
+            try:
+                call_next()
+            except Exception as error:
+                return {"caught": type(error).__name__}
+            return None
+
+    run = (CatchAll() >> divide >> fork_on("mode", {"x": double}) >> double).run({"a": 1, "b": 1, "mode": "y"})
+    assert run.succeeded
+    assert run.context["caught"] == "ForkError"
+    assert [(r.name, r.status) for r in run.steps] == [
+        ("CatchAll", "succeeded"),
+        ("divide", "succeeded"),
+        ("fork on mode", "failed"),
+        ("double", "skipped"),
+    ]
+    assert type(run.steps[2].error).__name__ == "ForkError"

@@ -306,7 +306,7 @@ def test_max_body_takes_a_positive_whole_number_or_none(bad: Any) -> None:
     with pytest.raises(ConfigurationError, match="max_body="):
         AsyncClient(max_body=bad)
     with pytest.raises(ConfigurationError, match="max_body="):
-        Request.get("/x", max_body=bad)
+        Request.get("http://127.0.0.1:9/x", max_body=bad)
     assert Client(max_body=None).max_body is None
 
 

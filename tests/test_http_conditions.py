@@ -634,3 +634,12 @@ def test_a_sort_over_mixed_types_is_no_match_not_a_type_error(respond):
         found = []
     assert (JsonPath(expression) == 2)(response) is (found == [2])
     assert not (JsonPath(expression) == "x")(response)
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-32", "utf-8-sig"])
+def test_both_transports_read_a_json_body_alike_whatever_its_unicode_encoding(respond, encoding):
+    # requests would decode it with the charset it assumes for JSON first (UTF-8), httpx
+    # parses the bytes: conditions parse the bytes, so the verdict is the same on both.
+    response = respond(body='{"state": "done"}'.encode(encoding), headers={"Content-Type": "application/json"})
+    assert (JsonPath("$.state") == "done")(response)
+    assert Json({"state": "done"})(response)

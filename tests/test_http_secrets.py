@@ -38,7 +38,7 @@ from service_flow.http import (
 from service_flow.http import _redact as redact
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import AsyncIterator, Iterator
 
 KEY = "K3y-5ecret-a1b2c3"
 TOKEN = "T0ken-5ecret-d4e5f6"  # noqa: S105 - a fake secret the tests hunt for
@@ -395,11 +395,17 @@ def test_an_error_from_inside_requests_keeps_its_type_and_no_frame_with_credenti
 
 
 def test_an_error_from_inside_httpx_keeps_its_type_and_no_frame_with_credentials(httpserver: HTTPServer) -> None:
+    httpserver.expect_request("/x").respond_with_json({})
+
+    async def chunks() -> AsyncIterator[bytes]:
+        yield b"first"
+        raise ValueError("the source broke")
+
     async def go() -> BaseException:
         api = AsyncClient(httpserver.url_for(""), auth=BearerAuth(TOKEN), headers={"X-Api-Key": KEY})
         try:
-            await api.post("/x", json={"when": object()})({})
-        except TypeError as error:  # the body does not serialise
+            await api.post("/x", data=lambda _: chunks())({})
+        except ValueError as error:  # raised while httpx streams the body
             return error
         finally:
             await api.aclose()
@@ -575,3 +581,52 @@ def test_sensitive_placeholders_are_masked_in_urls_shown(httpserver: HTTPServer)
     assert isinstance(arun.error, HTTPError)
     assert "/keys/***" in str(arun.error)
     assert_hidden(exposed(arun.error))
+
+
+# -- found by acceptance testing ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("scheme", ["Bearer", "bearer", "Token", "ApiKey", "Basic"])
+def test_an_authorization_line_a_server_echoes_is_masked_scheme_and_all(httpserver: HTTPServer, scheme: str) -> None:
+    # A token the client did not send (a proxy's, another user's): only its place tells it is secret.
+    httpserver.expect_request("/x").respond_with_data(f"debug: authorization: {scheme} {TOKEN} end", status=400)
+    for client in (Client(httpserver.url_for("")),):
+        run = Flow(client.get("/x")).run({})
+        assert isinstance(run.error, HTTPError)
+        assert run.error.response is not None
+        assert "authorization: ***" in run.error.response.excerpt
+        assert_hidden(exposed(run.error))
+
+
+def test_a_non_ascii_password_echoed_in_json_is_masked(httpserver: HTTPServer) -> None:
+    password = "pässwörd-5ecret"  # noqa: S105 - a fake secret the tests hunt for
+    httpserver.expect_request("/x").respond_with_json({"said": f"wrong password {password}"}, status=401)
+    with pytest.raises(HTTPError) as caught:
+        Client(httpserver.url_for(""), auth=BasicAuth("ada", password)).get("/x")({})
+    assert "p\\u00e4ssw" not in str(caught.value)
+    assert_hidden(exposed(caught.value), (password,))
+
+
+def test_urls_in_response_headers_keep_no_signature_and_names_keep_their_case(httpserver: HTTPServer) -> None:
+    location = f"https://bucket.example.com/o?X-Amz-Credential=AKIA&X-Amz-Signature={SIGNATURE}&X-Amz-Expires=60"
+    httpserver.expect_request("/download").respond_with_data(
+        "", status=302, headers={"Location": location, "Link": f"<https://ada:{PASSWORD}@h/>; rel=next"}
+    )
+
+    async def go() -> BaseException | None:
+        api = AsyncClient(httpserver.url_for(""))
+        try:
+            return (await Flow(api.get("/download", allow_redirects=False).check(status=200)).arun({})).error
+        finally:
+            await api.aclose()
+
+    errors = [
+        Flow(Client(httpserver.url_for("")).get("/download", allow_redirects=False).check(status=200)).run({}).error
+    ]
+    errors.append(asyncio.run(go()))
+    for error in errors:
+        assert isinstance(error, CheckFailed)
+        assert error.response is not None
+        assert error.response.headers["Location"].endswith("X-Amz-Signature=***&X-Amz-Expires=60")
+        assert error.response.headers["Link"] == "<https://***@h/>; rel=next"
+        assert_hidden(exposed(error, error.response))

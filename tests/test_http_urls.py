@@ -272,3 +272,104 @@ def test_conversions_and_format_specs_in_templates_are_refused(url: str) -> None
 def test_bad_request_settings_are_configuration_errors(options: dict[str, Any]) -> None:
     with pytest.raises(ConfigurationError):
         Request.get("/x", client=Client("http://127.0.0.1:9"), **options)
+
+
+# -- found by acceptance testing: refused when given, not when sent -------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "said"),
+    [("/users/7", "no base_url"), ("users/{uid}", "no base_url"), ("{url}", "no base_url"), ("ftp://h/x", "not http")],
+)
+def test_a_url_that_cannot_be_sent_is_refused_at_construction(url: str, said: str) -> None:
+    from service_flow.http import AsyncRequest
+
+    for kind in (Request, AsyncRequest):
+        with pytest.raises(ConfigurationError, match=said):
+            kind("GET", url)
+
+
+@pytest.mark.parametrize("auth", [5, "a-token", {"Authorization": "Bearer x"}])
+def test_an_auth_that_is_not_an_auth_is_refused_at_construction(auth: Any) -> None:
+    for kind in (Client, AsyncClient):
+        with pytest.raises(ConfigurationError, match="auth"):
+            kind("http://127.0.0.1:9", auth=auth)
+        with pytest.raises(ConfigurationError, match="auth"):
+            kind("http://127.0.0.1:9").get("/x", auth=auth)
+
+
+@pytest.mark.parametrize("body", [{"at": {1, 2}}, {"when": object()}, {"ratio": math.nan}, [math.inf]])
+def test_a_json_body_that_cannot_be_encoded_is_refused_before_sending(server: HTTPServer, body: Any) -> None:
+    for client in (Client(server.url_for("")), AsyncClient(server.url_for(""))):
+        with pytest.raises(ConfigurationError, match="JSON body"):
+            client.post("/x", json=body)
+        with pytest.raises(RequestBuildError, match="JSON body") as caught:
+            call(client.post("/x", json=lambda _: body), {})
+        assert caught.value.part == "its JSON body"
+    assert server.log == []
+
+
+def test_a_form_body_of_the_wrong_type_is_refused_and_pairs_are_sent_by_both_transports(server: HTTPServer) -> None:
+    for client in (Client(server.url_for("")), AsyncClient(server.url_for(""))):
+        with pytest.raises(ConfigurationError, match="form body"):
+            client.post("/x", data=5)
+        with pytest.raises(RequestBuildError, match="form body"):
+            call(client.post("/x", data=lambda _: 5.0), {})
+    with pytest.raises(RequestBuildError, match="async iterable"):  # httpx cannot stream a sync generator
+        call(AsyncClient(server.url_for("")).post("/x", data=lambda _: iter([b"x"])), {})
+    assert server.log == []
+
+    def body(seen: dict[str, Any]) -> tuple[str, str]:
+        headers = {k.lower(): v for k, v in seen["headers"].items()}
+        return seen.get("query", ""), headers.get("content-type", "")
+
+    for data in ([("a", "1"), ("a", "2")], (("a", "1"), ("a", "2")), bytearray(b"a=1&a=2")):
+        sync = Client(server.url_for("")).post("/f", data=data).capture("seen", "$")({})["seen"]
+        assert body(sync)[0] == ""
+
+        async def go(data: Any = data) -> dict[str, Any]:
+            api = AsyncClient(server.url_for(""))
+            try:
+                return (await api.post("/f", data=data).capture("seen", "$")({}))["seen"]
+            finally:
+                await api.aclose()
+
+        seen = asyncio.run(go())
+        if not isinstance(data, bytearray):
+            assert body(seen)[1] == "application/x-www-form-urlencoded"
+    assert [entry[0].get_data() for entry in server.log[-6:]] == [b"a=1&a=2"] * 6
+
+
+@pytest.mark.parametrize("returned", [5, None, "Authorization: Bearer T0p-5ecret", [("X-A", "1", "extra")]])
+def test_a_headers_or_params_function_returning_no_mapping_is_a_build_error_never_showing_it(
+    server: HTTPServer, returned: Any
+) -> None:
+    for client in (Client(server.url_for("")), AsyncClient(server.url_for(""))):
+        for option in ("headers", "params"):
+            with pytest.raises(RequestBuildError, match=f"its {option}") as caught:
+                call(client.get("/x", **{option: lambda _: returned}), {})
+            assert caught.value.part == f"its {option}"
+            assert "T0p-5ecret" not in str(caught.value)
+    assert server.log == []
+
+
+@pytest.mark.parametrize(
+    "params", [{"a": {"b": 1}}, {"a": {1, 2}}, {"a": math.nan}, {"a": [1, math.inf]}, {"a": lambda _: {"k": 1}}]
+)
+def test_a_param_value_that_would_be_sent_wrongly_is_refused_naming_it(server: HTTPServer, params: Any) -> None:
+    for client in (Client(server.url_for("")), AsyncClient(server.url_for(""))):
+        with pytest.raises((ConfigurationError, RequestBuildError), match="param 'a'"):
+            call(client.get("/x", params=params), {})
+    assert server.log == []
+
+
+def test_a_computed_header_that_is_not_a_finite_number_is_refused(server: HTTPServer) -> None:
+    for client in (Client(server.url_for("")), AsyncClient(server.url_for(""))):
+        with pytest.raises(RequestBuildError, match="'X-Ratio'"):
+            call(client.get("/x", headers={"X-Ratio": lambda _: math.nan}), {})
+    assert server.log == []
+
+
+def test_an_empty_query_value_is_refused_saying_where(server: HTTPServer) -> None:
+    with pytest.raises(RequestBuildError, match="query value"):
+        Client(server.url_for("")).get("/search?q={q}")({"q": ""})

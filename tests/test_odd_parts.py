@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import inspect
 import sys
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import pytest
@@ -19,6 +20,8 @@ from service_flow import (
     FlowError,
     ForkError,
     Service,
+    ValidationError,
+    ValidationWarning,
     around,
     fork_on,
     service,
@@ -365,3 +368,139 @@ def test_nodes_built_by_hand_are_checked() -> None:
         Fork(Evil("kind"), {"a": Flow(step)}, None)
     with pytest.raises(FlowDefinitionError, match="cannot be read as a dict"):
         Fork("kind", [1, 2], None)  # type: ignore[arg-type]
+
+
+def test_a_step_built_by_hand_takes_a_service_and_nodes_any_iterable() -> None:
+    from service_flow import Step
+
+    flow = Flow(nodes=[Step(step)])  # type: ignore[arg-type]
+    assert flow({"k": 1}) == {"k": 1, "out": 2}
+    with pytest.raises(FlowDefinitionError, match="must be callable"):
+        Step(5)  # type: ignore[arg-type]
+    with pytest.raises(FlowDefinitionError, match=r"Flow\(nodes=...\) takes a tuple"):
+        Flow(nodes=5)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("name", [b"charge", 5, 1.5])
+def test_a_service_name_that_is_not_a_str_is_refused_not_ignored(name: Any) -> None:
+    class Charge(Service):
+        def __call__(self, k: int) -> None:
+            return None
+
+    Charge.name = name
+    with pytest.raises(FlowDefinitionError, match=f"must be a str, got {type(name).__name__}"):
+        Flow(Charge())
+    with pytest.raises(FlowDefinitionError, match=f"must be a str, got {type(name).__name__}"):
+        Flow(service(step, name=name))
+
+
+class _Unhashable:
+    def __hash__(self) -> int:
+        msg = "no hash today"
+        raise RuntimeError(msg)
+
+
+class _Branches(Mapping[Any, Any]):
+    """A mapping that hands out keys a dict could not hold (as a custom mapping may)."""
+
+    def __init__(self, *items: tuple[Any, Any]) -> None:
+        self._items = items
+
+    def __getitem__(self, value: object) -> Any:
+        raise KeyError(value)
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter([value for value, _ in self._items])
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def items(self) -> Any:
+        return list(self._items)
+
+
+@pytest.mark.parametrize("value", [_Unhashable(), ["a", "list"]])
+def test_a_branch_value_that_cannot_be_hashed_is_refused_when_built(value: object) -> None:
+    branches = _Branches((value, step))
+    for build in (
+        lambda: Flow(step) < ("kind", branches),
+        lambda: fork_on("kind", branches),
+        lambda: fork_on("kind", branches, default=step),
+    ):
+        with pytest.raises(FlowDefinitionError, match=r"the fork on 'kind' cannot have .* as a branch's value"):
+            build()
+
+
+def test_fork_on_with_only_a_default_branch() -> None:
+    flow = fork_on("kind", {}, default=step)
+    assert flow({"kind": "any", "k": 1})["out"] == 2
+
+
+def test_names_made_of_nested_flows_stay_short() -> None:
+    @around
+    def wrap(call_next: CallNext) -> None:
+        call_next()
+
+    flow = Flow(step)
+    for _ in range(MAX_DEPTH // 2 - 1):
+        flow = wrap >> flow  # each kept whole: a flow inside a flow inside...
+    assert len(flow.name) <= 100
+    assert len(str(flow.run({"k": 1}))) < 200
+    with pytest.raises(FlowDefinitionError) as refused:
+        wrap >> (wrap >> (wrap >> flow))
+    assert len(str(refused.value)) < 300
+    assert Flow(step).named("x" * 500).name == "x" * 500  # a name given is kept whole
+
+
+def test_set_by_a_key_that_cannot_be_hashed_is_none() -> None:
+    run = Flow(step).run({"k": 1})
+    assert run.set_by("out") == "step"
+    assert run.set_by(["out"]) is None  # type: ignore[arg-type]
+    assert run.set_by(_Unhashable()) is None  # type: ignore[arg-type]
+
+
+def test_an_around_service_taking_call_next_positional_only_is_refused_when_built() -> None:
+    def wrap(call_next: CallNext, /) -> None:
+        call_next()
+
+    with pytest.raises(FlowDefinitionError, match="must take `call_next` by keyword: it is positional-only"):
+        Flow(around(wrap))
+
+
+def test_messages_listing_steps_or_keys_stay_short_in_a_big_flow() -> None:
+    async def slow(k: int) -> None:
+        return None
+
+    many_async = Flow(*[service(slow, name=f"slow{i}") for i in range(500)])
+    with pytest.raises(FlowError, match="has async services") as sync_run:
+        many_async.run({"k": 1})
+    assert str(sync_run.value).count("slow") < 20
+    assert "slow9 and 490 more" in str(sync_run.value)
+
+    @around
+    def timer(call_next: CallNext) -> None:
+        call_next()
+
+    wrapped = Flow(timer) >> many_async
+    with pytest.raises(FlowDefinitionError, match="and 490 more") as compiled:
+        wrapped({"k": 1})
+    assert len(str(compiled.value)) < 500
+    with pytest.raises(ValidationError, match="and 490 more") as validated:
+        wrapped.validate({"k"})
+    assert len(str(validated.value)) < 500
+
+    def loose() -> None:
+        return None
+
+    undeclared = Flow(*[service(loose, name=f"loose{i}") for i in range(500)]) >> step
+    with pytest.warns(ValidationWarning) as warned:
+        undeclared.validate()
+    assert "loose9 and 491 more" in str(warned[0].message)  # step too declares nothing
+    assert len(str(warned[0].message)) < 500
+
+    def takes_all(**kwargs: Any) -> None:
+        return None
+
+    with pytest.raises(FlowError, match="and 480 more") as odd_keys:
+        Flow(takes_all)(dict.fromkeys(range(500), 0))
+    assert len(str(odd_keys.value)) < 500

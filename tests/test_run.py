@@ -78,6 +78,57 @@ def test_an_exception_gives_a_failed_run_with_the_error_and_the_failing_step() -
     assert run.context["total"] == 1.5  # what was done before the failure is kept
 
 
+def test_a_step_failing_midway_keeps_the_records_of_the_steps_before_it() -> None:
+    run = (orders >> busy >> ship).run({"order_id": 1, "subtotal": 1.0})
+    assert [(r.position, r.name, r.status, r.keys) for r in run.steps] == [
+        (0, "validate", "succeeded", ("valid",)),
+        (1, "AddTax", "succeeded", ("total",)),
+        (2, "busy", "failed", ()),
+    ]
+    assert run.failed_step == run.steps[2]
+    assert run.set_by("total") == "AddTax"
+    assert all(r.duration >= 0 for r in run.steps)
+    assert sum(r.duration for r in run.steps) <= run.duration
+
+
+def test_a_result_that_cannot_be_merged_fails_its_step_after_the_records_before_it() -> None:
+    async def later(total: float) -> dict[str, float]:
+        return {"later": total}
+
+    def sneaky(total: float) -> Any:  # a sync service returning a coroutine
+        return later(total)
+
+    run = (orders >> sneaky >> ship).run({"order_id": 1, "subtotal": 1.0})
+    assert run.failed
+    assert [(r.name, r.status) for r in run.steps] == [
+        ("validate", "succeeded"),
+        ("AddTax", "succeeded"),
+        ("sneaky", "failed"),
+    ]
+    assert run.failed_step is not None
+    assert run.failed_step.name == "sneaky"
+    assert "returned an awaitable" in str(run.error)
+
+
+def test_an_async_run_failing_midway_keeps_the_records_before_it() -> None:
+    import asyncio
+
+    async def fetch(total: float) -> dict[str, float]:
+        return {"fetched": total}
+
+    async def refuse(fetched: float) -> None:
+        raise ValueError(fetched)
+
+    run = asyncio.run((orders >> fetch >> refuse >> ship).arun({"order_id": 1, "subtotal": 2.0}))
+    assert [(r.name, r.status, r.keys) for r in run.steps] == [
+        ("validate", "succeeded", ("valid",)),
+        ("AddTax", "succeeded", ("total",)),
+        ("fetch", "succeeded", ("fetched",)),
+        ("refuse", "failed", ()),
+    ]
+    assert run.set_by("fetched") == "fetch"
+
+
 def test_keyboard_interrupt_is_not_swallowed() -> None:
     def interrupt() -> None:
         raise KeyboardInterrupt
@@ -129,6 +180,16 @@ def test_a_traced_run_logs_start_each_step_and_end_with_its_ids(events: list[dic
     assert [e.get("step") for e in events[1:3]] == ["validate", "AddTax"]
     assert events[2]["keys"] == ["total"]
     assert all(e["duration_ms"] >= 0 for e in events[1:])
+
+
+def test_a_traced_run_logs_each_step_as_it_ends(events: list[dict[str, Any]]) -> None:
+    seen_by_ship: list[list[str]] = []
+
+    def look(total: float) -> None:
+        seen_by_ship.append([e.get("step", e["event"]) for e in events])
+
+    (orders >> look).run({"order_id": 1, "subtotal": 2.0})
+    assert seen_by_ship == [["run.started", "validate", "AddTax"]]
 
 
 def test_stopped_and_failed_runs_are_logged_at_info_and_warning(events: list[dict[str, Any]]) -> None:

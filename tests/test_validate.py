@@ -9,6 +9,7 @@ import pytest
 
 from service_flow import (
     DEFAULT,
+    ConfigurationError,
     Flow,
     Service,
     Validation,
@@ -191,8 +192,10 @@ def test_many_paths_are_merged_without_excusing_the_paths_that_trust_nothing() -
 
 
 def test_given_must_be_keys() -> None:
-    with pytest.raises(TypeError, match="takes the keys the input will hold"):
+    with pytest.raises(ConfigurationError, match="takes the keys the input will hold"):
         checkout.validate(given=None)  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="must be hashable"):
+        checkout.validate(given=[["subtotal"]])  # type: ignore[list-item]
 
 
 def test_a_whole_context_service_can_declare_what_it_requires() -> None:
@@ -241,8 +244,9 @@ def test_strict_validation_makes_every_undeclared_step_an_error() -> None:
 def test_strict_validation_passes_a_flow_that_declares_everything() -> None:
     result = checkout.validate(given={"subtotal", "payment", "card", "address"}, strict=True)
     assert result.unchecked == ()
-    with pytest.raises(TypeError, match="strict"):
-        checkout.validate(given={"subtotal"}, strict="yes")  # type: ignore[arg-type]
+    for wrong in ("yes", 1, None):
+        with pytest.raises(ConfigurationError, match="strict"):
+            checkout.validate(given={"subtotal"}, strict=wrong)  # type: ignore[arg-type]
 
 
 def test_keys_a_branch_provides_never_leak_into_its_siblings_or_the_flow_before() -> None:

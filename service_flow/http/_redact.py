@@ -10,6 +10,7 @@ where a server may echo them.  `add_sensitive_names` adds an application's own n
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import pickle
 import re
@@ -66,7 +67,12 @@ _SENSITIVE_WORDS: Final = (
 )
 # Names sensitive only as a whole (``sig`` is, ``design`` is not): signed URLs'
 # parameters and Google's ``?key=``.
-_EXACT_NAMES: Final = frozenset({"sig", "key", "awsaccesskeyid", "x_goog_credential", "authorization", "cookie"})
+_EXACT_NAMES: Final = frozenset(
+    {"sig", "key", "awsaccesskeyid", "x_goog_credential", "authorization", "cookie", "set_cookie"}
+)
+
+# Authorization schemes: after ``Authorization:``, the word after the scheme is masked too.
+_AUTH_SCHEMES: Final = ("bearer", "basic", "token", "digest", "negotiate", "apikey", "api-key", "sso-key", "mac")
 
 _lock = threading.Lock()
 _added: frozenset[str] = frozenset()  # the application's names (add_sensitive_names)
@@ -115,8 +121,22 @@ def is_sensitive_header(name: str) -> bool:
 
 
 def headers(values: Mapping[str, str]) -> dict[str, str]:
-    """A copy of ``values`` with sensitive headers masked."""
-    return {name: MASK if is_sensitive_header(name) else value for name, value in values.items()}
+    """A copy of ``values`` with sensitive headers masked, and secrets in the others' URLs and pairs.
+
+    ``Location: https://bucket/o?X-Amz-Signature=...`` keeps its URL, the signature masked.  The
+    names keep the case the server sent (httpx's headers hold it in ``raw``), as requests' do.
+    """
+    raw = getattr(values, "raw", None)
+    pairs = (
+        [(name.decode("latin-1"), value.decode("latin-1")) for name, value in raw]
+        if isinstance(raw, list)
+        else values.items()
+    )
+    masked: dict[str, str] = {}
+    for name, value in pairs:
+        shown = MASK if is_sensitive_header(name) else scrub(value, ()) if "=" in value or "@" in value else value
+        masked[name] = f"{masked[name]}, {shown}" if name in masked else shown  # repeated: joined, as requests does
+    return masked
 
 
 def url(text: str) -> str:
@@ -170,11 +190,12 @@ def _collect(value: Any, found: list[str], depth: int) -> None:
 def _key_value_pattern() -> re.Pattern[str]:
     words = "|".join(re.escape(word).replace("_", "[_-]?") for word in _SENSITIVE_WORDS)
     exact = "|".join(re.escape(name).replace("_", "[_-]") for name in sorted(_EXACT_NAMES | _added))
+    schemes = "|".join(_AUTH_SCHEMES)  # "Authorization: Bearer <token>": the token is the secret
     return re.compile(
         rf"""(?ix)
         (?P<key>["']?(?:[\w-]*(?:{words})[\w-]*|(?<![\w-])(?:{exact}))["']?)
         (?P<sep>\s*[:=]\s*)
-        (?P<value>"(?:[^"\\]|\\.)*(?:"|\Z)|'[^']*(?:'|\Z)|[^\s&,;}}"']+)
+        (?P<value>"(?:[^"\\]|\\.)*(?:"|\Z)|'[^']*(?:'|\Z)|(?:(?:{schemes})\s+)?[^\s&,;}}"']+)
         """
     )
 
@@ -193,6 +214,9 @@ def _forms(secret: str) -> list[str]:
     encoded = quote(secret, safe="")
     if encoded != secret:
         forms.append(encoded)
+    in_json = json.dumps(secret)[1:-1]  # "p\u00e4ss" as a server's JSON writes it
+    if in_json not in forms:
+        forms.append(in_json)
     return forms
 
 

@@ -33,8 +33,10 @@ import functools
 import ssl
 import time
 import zlib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
+from urllib.parse import urlencode
 
 from service_flow import _log
 from service_flow.exceptions import ConfigurationError, FlowError
@@ -278,10 +280,10 @@ class AsyncClient(Client):
     async def _acall(client: httpx.AsyncClient, out: Outgoing, auth: Auth | None) -> httpx.Response:
         timeout = out.timeout
         connect, read = timeout if isinstance(timeout, tuple) else (timeout, timeout)
-        data, content = out.data, None
-        if isinstance(data, (str, bytes)):  # httpx takes raw bodies as content=
-            data, content = None, data
+        data, content = _httpx_body(out.data)
         headers = out.headers if auth is None else {**out.headers, **auth_headers(auth)}
+        if isinstance(out.data, (list, tuple)) and not any(name.lower() == "content-type" for name in headers):
+            headers = {**headers, "Content-Type": "application/x-www-form-urlencoded"}
         try:
             request = client.build_request(
                 out.method,
@@ -293,7 +295,7 @@ class AsyncClient(Client):
                 timeout=_httpx().Timeout(read, connect=connect),
             )
         finally:
-            del headers  # keeps credentials out of this frame's locals in tracebacks
+            del headers, data, content  # keeps credentials out of this frame's locals in tracebacks
         # Streamed: the body is read by the caller, within max_body.
         token = _FOLLOWING.set(out.allow_redirects)
         try:
@@ -333,6 +335,17 @@ class AsyncClient(Client):
         if transient:
             reason += f" (not retried: the server may have processed this {out.method})"
         return TransportError(f"{out.method} {url}: {reason}", **where)
+
+
+def _httpx_body(data: Any) -> tuple[Any, Any]:
+    """``out.data`` as httpx's ``(data, content)``: it takes only a dict as a form, the rest as content."""
+    if data is None or isinstance(data, Mapping):
+        return data, None
+    if isinstance(data, (list, tuple)):  # (name, value) pairs, repeated names kept
+        return None, urlencode(list(data), doseq=True)
+    if isinstance(data, (bytearray, memoryview)):
+        return None, bytes(data)
+    return None, data  # str, bytes, an async iterable
 
 
 _PENDING: set[asyncio.Task[None]] = set()  # closing tasks, kept alive until done
@@ -400,6 +413,7 @@ class AsyncRequest(Request):
     """A `Request` sent with ``httpx``: the same options, awaited (``client`` an `AsyncClient`)."""
 
     blocking: ClassVar[bool] = False
+    streams: ClassVar[tuple[str, ...]] = ("__aiter__",)  # httpx's AsyncClient streams async iterables only
 
     def __init__(self, method: str, url: str, *, client: Client | None = None, **options: Any) -> None:
         client = AsyncClient() if client is None else client

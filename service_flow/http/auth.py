@@ -19,7 +19,7 @@ from service_flow.exceptions import ConfigurationError
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-__all__ = ["Auth", "BasicAuth", "BearerAuth"]
+__all__ = ["Auth", "BasicAuth", "BearerAuth", "check_auth"]
 
 
 @runtime_checkable
@@ -33,6 +33,20 @@ class Auth(Protocol):
     def refresh(self, sent: Mapping[str, str]) -> bool:
         """After a 401 to a request sent with headers ``sent``: renew, and say whether to retry once."""
         ...
+
+
+def check_auth(auth: object, where: str) -> Auth | None:
+    """``auth`` when it is ``None`` or an `Auth` (``headers()`` and ``refresh(sent)``), else `ConfigurationError`.
+
+    ``where`` names the option in the message: ``"Client(auth=)"``.
+    """
+    if auth is None or isinstance(auth, Auth):
+        return auth
+    msg = (
+        f"{where} takes a BasicAuth, a BearerAuth or an object with headers() and refresh(sent), "
+        f"got {type(auth).__name__}"
+    )
+    raise ConfigurationError(msg)
 
 
 # An auth object may also have ``secrets()``, returning the values (a password...) to mask

@@ -50,6 +50,7 @@ from service_flow._log import debug_logger
 from service_flow.clock import SYSTEM_CLOCK, Clock
 from service_flow.exceptions import ConfigurationError, FlowError
 from service_flow.http import _body, _redact
+from service_flow.http.auth import check_auth
 from service_flow.http.errors import RequestBuildError, RetriesExhausted, RetryableHTTPError, TransportError
 from service_flow.http.status import IDEMPOTENT_METHODS, MAX_RETRY_AFTER, StatusActions, StatusMap, parse_retry_after
 
@@ -212,7 +213,7 @@ class Client:
         owner = type(self).__name__  # AsyncClient's errors name AsyncClient
         self.base_url = None if base_url is None else check_base_url(base_url, owner)
         self.headers: dict[str, str] = _checked_headers(headers, owner)
-        self.auth = auth
+        self.auth = check_auth(auth, f"{owner}(auth=)")
         self.timeout = check_timeout(DEFAULT_TIMEOUT if timeout is None else timeout, owner)
         self.verify = check_verify(verify, owner)
         if not isinstance(trust_env, bool):

@@ -25,6 +25,7 @@ like the expression and mask the expected values of sensitive headers and fields
 
 from __future__ import annotations
 
+import json
 import math
 import operator
 import re
@@ -99,7 +100,10 @@ class Observed:
         """The parsed body, or a marker that never equals anything when it is not JSON."""
         if self._json is _UNSET:
             try:
-                self._json = self.response.json()
+                # The bytes parsed here, as httpx does: requests would decode them first with the
+                # charset it guesses, and the two transports would disagree (a UTF-16 body).
+                content = getattr(self.response, "content", None)
+                self._json = json.loads(content) if isinstance(content, bytes) else self.response.json()
             except ValueError:  # requests' and httpx's decode errors are ValueErrors
                 self._json = _NOT_JSON
             except RecursionError:  # "[[[[..." nested beyond what the parser can follow

@@ -21,6 +21,7 @@ Three parts, so that another transport (an async one) can reuse the first and th
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import string
@@ -33,6 +34,7 @@ from jsonpath_ng import JSONPath
 from service_flow.exceptions import ConfigurationError, FlowError, MissingContextKey
 from service_flow.http import _body, _jsonpath, _redact
 from service_flow.http._jsonpath import Expression, PathError
+from service_flow.http.auth import check_auth
 from service_flow.http.client import (
     READ_ERRORS,
     Client,
@@ -336,6 +338,7 @@ _SUCCESS = range(200, 300)
 _SUCCESS_CLASS = 2
 _IDENTIFIER = re.compile(r"[A-Za-z_]\w*\Z")
 _ABSOLUTE = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
+_HTTP = re.compile(r"(?i)https?://")
 _NOT_IN_A_URL = (bytes, bytearray, memoryview, Mapping, list, tuple, set, frozenset)
 
 
@@ -391,13 +394,13 @@ def _url_value(value: Any, place: Placeholder) -> str | None:
     return quote(value, safe="")
 
 
-def _why_not(value: Any) -> str:
+def _why_not(value: Any, place: Placeholder) -> str:
     if value is None or isinstance(value, (bool, *_NOT_IN_A_URL)):
         return f"it is {'None' if value is None else 'a ' + type(value).__name__}, not a string or a number"
     if isinstance(value, float) and not math.isfinite(value):
         return f"{value!r} is not a finite number"
     if not str(value):
-        return "an empty string would leave its path segment empty"
+        return f"an empty string would leave its {'path segment' if place.in_path else 'query value'} empty"
     return "it is made only of dots: '.' and '..' are removed from URL paths, with a segment"
 
 
@@ -420,6 +423,16 @@ def _query(pairs: Iterable[tuple[str, Any]]) -> str:
     return urlencode(kept, doseq=True)
 
 
+def _param_problem(pairs: Iterable[tuple[str, Any]]) -> str | None:
+    """What makes a query parameter unsendable (a dict would send its keys, NaN ``nan``); ``None`` when fine."""
+    for name, value in pairs:
+        for item in value if isinstance(value, (list, tuple)) else (value,):
+            if isinstance(item, (Mapping, set, frozenset)) or (isinstance(item, float) and not math.isfinite(item)):
+                what = f"{item!r}, not a finite number" if isinstance(item, float) else f"a {type(item).__name__}"
+                return f"param {name!r} takes a string, a number or a list of them; got {what}"
+    return None
+
+
 class _Missing(KeyError):
     """A function of the context read a key the context does not have."""
 
@@ -438,8 +451,35 @@ def _pairs(value: Any, what: str, owner: str) -> list[tuple[str, Any]]:
         return list(value.items())
     if isinstance(value, (list, tuple)) and all(isinstance(p, tuple) and len(p) == 2 for p in value):  # noqa: PLR2004
         return list(value)
-    msg = f"{owner}: {what} takes a mapping, a list of (name, value) pairs or a function of the context, got {value!r}"
+    # The type only: a header mapping given as text ("Authorization: ...") is a secret.
+    kind = type(value).__name__ if not isinstance(value, (list, tuple)) else f"a {type(value).__name__} of other things"
+    msg = f"{owner}: {what} takes a mapping, a list of (name, value) pairs or a function of the context, got {kind}"
     raise ConfigurationError(msg)
+
+
+def _json_problem(body: Any) -> str | None:
+    """Why ``body`` cannot be sent as JSON (a set, an object, NaN...), never showing it; ``None`` when it can."""
+    if body is None or isinstance(body, (str, int)):
+        return None
+    try:
+        json.dumps(body, allow_nan=False)  # the rule of requests and httpx alike
+    except (TypeError, ValueError, RecursionError) as error:
+        return f"its JSON body cannot be encoded as JSON ({type(error).__name__}: {str(error)[:100]})"
+    return None
+
+
+_FORM_TYPES = (str, bytes, bytearray, memoryview, Mapping, list, tuple)
+
+
+def _form_problem(data: Any, streams: tuple[str, ...]) -> str | None:
+    """Why ``data`` cannot be sent as a form or raw body; ``None`` when it can.
+
+    ``streams`` names the methods of what the transport can stream (files, iterables).
+    """
+    if data is None or isinstance(data, _FORM_TYPES) or any(hasattr(data, name) for name in streams):
+        return None
+    what = "an async iterable" if streams == ("__aiter__",) else "a file or an iterable"
+    return f"its form body (data) takes a mapping, (name, value) pairs, str, bytes or {what}, got {type(data).__name__}"
 
 
 def _add_query(url: str, query: str) -> str:
@@ -496,6 +536,8 @@ class Request(Service):
 
     name: ClassVar[str | None] = None
     blocking: ClassVar[bool] = True  # requests blocks: async flows run it in a thread
+    streams: ClassVar[tuple[str, ...]] = ("read", "__iter__")
+    """What a body the transport streams has: files and iterables (async ones for `AsyncRequest`)."""
 
     def __init__(  # noqa: PLR0913 - the options of a request, all keyword-only, each checked
         self,
@@ -563,7 +605,7 @@ class Request(Service):
         self._compile_body(json, data, owner)
 
         self._timeout = client.timeout if timeout is None else check_timeout(timeout, owner)
-        self.auth: Auth | None = client.auth if isinstance(auth, _Nothing) else auth
+        self.auth: Auth | None = client.auth if isinstance(auth, _Nothing) else check_auth(auth, f"{owner}: auth=")
         self.limits: tuple[Limit, ...] = client.limits + tuple(limits)
         self._allow_redirects = allow_redirects
         self._verify = None if isinstance(verify, _Nothing) else check_verify(verify, owner)
@@ -595,6 +637,15 @@ class Request(Service):
             full = url
         else:
             full = f"{base}/{url.lstrip('/')}"
+        if not _HTTP.match(full):  # a placeholder's value is quoted: it can never add a scheme
+            shown = _redact.url(url)
+            msg = (
+                f"{owner}: the URL {shown!r} has no base_url to be joined to; give the client (or the request) "
+                "a base_url, or an absolute http or https URL"
+                if not _ABSOLUTE.match(full)
+                else f"{owner}: the URL {shown!r} is not http or https"
+            )
+            raise ConfigurationError(msg)
         self._static_query = ""
         self._params: Callable[[Context], Any] | None = None
         self._param_pairs: list[tuple[str, Any]] = []
@@ -605,6 +656,10 @@ class Request(Service):
             if any(callable(v) for _, v in pairs):
                 self._param_pairs = pairs
             else:
+                problem = _param_problem(pairs)
+                if problem is not None:
+                    msg = f"{owner}: {problem}"
+                    raise ConfigurationError(msg)
                 self._static_query = _query(pairs)
         self._template = _url_template(full, owner)
         self._fixed_url: str | None = None
@@ -641,6 +696,12 @@ class Request(Service):
         self._json = None if json is NOTHING else json
         self._data = data
         self._data_funcs = isinstance(data, Mapping) and any(callable(v) for v in data.values())
+        problem = None if callable(self._json) else _json_problem(self._json)
+        if problem is None and not callable(data):
+            problem = _form_problem(data, self.streams)
+        if problem is not None:
+            msg = f"{owner}: {problem}"
+            raise ConfigurationError(msg)
 
     # -- fluent spelling: each returns a new Request ----------------------------------
 
@@ -834,16 +895,20 @@ class Request(Service):
         view = None
         if self._params is not None or self._param_pairs:
             view = _Lookup(context)
-            query = _query(self._dynamic_pairs(view, context))
+            pairs = self._dynamic_pairs(view, context)
+            self._refuse(_param_problem(pairs), "its params")
+            query = _query(pairs)
             url = _add_query(url, query)
             if shown is not None:
                 shown = _redact.url(_add_query(shown, query))
         body = self._json
+        data = self._data
         if callable(body):
             body = self._apply(body, context, "its JSON body")
-        data = self._data
-        if callable(data):
+            self._refuse(_json_problem(body), "its JSON body")
+        elif callable(data):
             data = self._apply(data, context, "its form body")
+            self._refuse(_form_problem(data, self.streams), "its form body")
         elif self._data_funcs:
             data = {k: self._apply(v, context, f"form field {k!r}") if callable(v) else v for k, v in data.items()}
         # Headers last, so that no frame raising an error holds their values.
@@ -885,7 +950,7 @@ class Request(Service):
             quoted = _url_value(value, place)
             if quoted is None:
                 part = f"placeholder {place.key!r}"
-                why = _why_not(value)
+                why = _why_not(value, place)
                 msg = f"{self.name}: context key {place.key!r} cannot fill its URL placeholder: {why}"
                 raise RequestBuildError(msg, method=self.method, url=_redact.url(self.url), part=part)
             parts.append(quoted)
@@ -904,6 +969,20 @@ class Request(Service):
             msg = f"{self.name}: the function computing {what} failed: {reason}"
             raise RequestBuildError(msg, method=self.method, url=_redact.url(self.url), part=what) from error
 
+    def _computed_pairs(self, value: Any, what: str) -> list[tuple[str, Any]]:
+        """The pairs a function of the context returned for ``what``, else `RequestBuildError`."""
+        try:
+            return _pairs(value, what, f"the function computing its {what} returned a value that")
+        except ConfigurationError as error:
+            msg = f"{self.name}: {error}"
+            raise RequestBuildError(msg, method=self.method, url=_redact.url(self.url), part=f"its {what}") from None
+
+    def _refuse(self, problem: str | None, part: str) -> None:
+        """Raise `RequestBuildError` for ``part`` when a computed value has a ``problem``."""
+        if problem is not None:
+            msg = f"{self.name}: {problem}"
+            raise RequestBuildError(msg, method=self.method, url=_redact.url(self.url), part=part)
+
     def _dynamic_headers(self, view: Context, context: Context) -> dict[str, str]:
         headers = dict(self._static_headers)
         given: Any = None
@@ -913,11 +992,11 @@ class Request(Service):
             pairs: list[tuple[str, Any]] = []
             if self._headers_func is not None:
                 given = self._apply(self._headers_func, context, "its headers", view)
-                pairs = _pairs(given, "headers", f"Request {self.name!r}")
+                pairs = self._computed_pairs(given, "headers")
             pairs += [(key, self._apply(func, context, f"header {key!r}", view)) for key, func in self._header_funcs]
             for key, value in pairs:
-                if isinstance(value, (int, float)) and not isinstance(value, bool):
-                    value = str(value)  # noqa: PLW2901 - a computed number is sent as text
+                if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+                    value = str(value)  # noqa: PLW2901 - a computed number is sent as text (NaN is refused)
                 problem = None if value is None else header_problem(key, value)  # None: not sent
                 if problem is not None:
                     break
@@ -932,7 +1011,7 @@ class Request(Service):
 
     def _dynamic_pairs(self, view: Context, context: Context) -> list[tuple[str, Any]]:
         if self._params is not None:
-            return _pairs(self._apply(self._params, context, "its params", view), "params", f"Request {self.name!r}")
+            return self._computed_pairs(self._apply(self._params, context, "its params", view), "params")
         return [(k, self._apply(v, context, f"param {k!r}", view) if callable(v) else v) for k, v in self._param_pairs]
 
     def _missing(self, key: str, context: Context, where: str) -> MissingContextKey:
