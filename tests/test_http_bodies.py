@@ -89,6 +89,9 @@ class Hostile(BaseHTTPRequestHandler):
                 raw = zlib.compressobj(6, zlib.DEFLATED, -zlib.MAX_WBITS)
                 data, encoding = raw.compress(body) + raw.flush(), "deflate"
             self._send(200, data, {"Content-Encoding": encoding, "Content-Type": "application/json"})
+        elif path == "/trailing-garbage":  # padding after the gzip member, as some servers send
+            data = gzip.compress(json.dumps({"data": {"id": 7}}).encode()) + b"\n\x00\x00 padding"
+            self._send(200, data, {"Content-Encoding": "gzip", "Content-Type": "application/json"})
         elif path.startswith("/truncated/"):  # /truncated/<gzip|deflate>: a compressed body cut short
             encoding = path.split("/")[2]
             whole = json.dumps({"data": {"id": 7}, "pad": "y" * 5000}).encode()
@@ -260,6 +263,18 @@ def test_compressed_bodies_are_read_whole_and_counted_inflated(base: str, encodi
     with pytest.raises(BodyTooLarge):  # about 5 kB inflated, much less on the wire
         client.get(f"/encoded/{encoding}", max_body=4000)({})
     client.teardown()
+
+
+def test_garbage_after_a_whole_gzip_member_is_ignored_as_urllib3_does(base: str) -> None:
+    client = Client(base)
+    assert client.get("/trailing-garbage").capture("data", "$.data")({}) == {"data": {"id": 7}}
+    client.teardown()
+
+    async def main() -> None:
+        async with AsyncClient(base) as api:
+            assert await api.get("/trailing-garbage").capture("data", "$.data")({}) == {"data": {"id": 7}}
+
+    asyncio.run(main())
 
 
 @pytest.mark.parametrize("encoding", ["gzip", "deflate"])

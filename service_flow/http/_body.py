@@ -41,12 +41,13 @@ CHUNK_BYTES: Final = 16384
 class _Inflate:
     """A ``gzip`` or ``deflate`` decoder that never produces more than it is asked for."""
 
-    __slots__ = ("_gzip", "_obj", "_started")
+    __slots__ = ("_gzip", "_member_done", "_obj", "_started")
 
     def __init__(self, encoding: str) -> None:
         self._gzip = encoding != "deflate"
         self._obj = self._new()
         self._started = False
+        self._member_done = False  # a whole gzip member was inflated: what follows may be garbage
 
     def _new(self, raw: bool = False) -> Any:
         if self._gzip:
@@ -61,6 +62,8 @@ class _Inflate:
             try:
                 piece = self._obj.decompress(data, room - size)
             except zlib.error:
+                if self._member_done:
+                    break  # trailing garbage after a gzip member: ignored, as urllib3 and curl do
                 if self._gzip or self._started:
                     raise
                 # "deflate" sent raw, without the zlib header, as some servers do.
@@ -71,15 +74,16 @@ class _Inflate:
             size += len(piece)
             data = self._obj.unconsumed_tail
             if not data and self._obj.eof and self._obj.unused_data and self._gzip:
-                data = self._obj.unused_data  # another gzip member follows
+                data = self._obj.unused_data  # another gzip member follows (or garbage)
                 self._obj = self._new()
+                self._member_done = True
             elif not piece and not data:
                 break
         return b"".join(out)
 
     def finish(self) -> None:
         """Raise `zlib.error` when the body ended inside its compressed stream (truncated)."""
-        if self._started and not self._obj.eof:
+        if self._started and not self._obj.eof and not self._member_done:
             msg = "the compressed body ended before its compressed stream did (truncated)"
             raise zlib.error(msg)
 
