@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import json
+import socket
 import struct
 import threading
 import time
@@ -24,9 +25,12 @@ from service_flow.http import (
     Client,
     JsonPath,
     Poll,
+    PollTimeout,
     Request,
     ResponseError,
     RetryableHTTPError,
+    Status,
+    TransportError,
 )
 
 if TYPE_CHECKING:
@@ -85,6 +89,14 @@ class Hostile(BaseHTTPRequestHandler):
                 raw = zlib.compressobj(6, zlib.DEFLATED, -zlib.MAX_WBITS)
                 data, encoding = raw.compress(body) + raw.flush(), "deflate"
             self._send(200, data, {"Content-Encoding": encoding, "Content-Type": "application/json"})
+        elif path == "/trailing-garbage":  # padding after the gzip member, as some servers send
+            data = gzip.compress(json.dumps({"data": {"id": 7}}).encode()) + b"\n\x00\x00 padding"
+            self._send(200, data, {"Content-Encoding": "gzip", "Content-Type": "application/json"})
+        elif path.startswith("/truncated/"):  # /truncated/<gzip|deflate>: a compressed body cut short
+            encoding = path.split("/")[2]
+            whole = json.dumps({"data": {"id": 7}, "pad": "y" * 5000}).encode()
+            data = gzip.compress(whole) if encoding == "gzip" else zlib.compress(whole)
+            self._send(200, data[: len(data) // 2], {"Content-Encoding": encoding, "Content-Type": "application/json"})
         elif path.startswith("/redirect-bomb"):
             self._send(302, BOMB, {"Content-Encoding": "gzip", "Location": "/encoded/gzip"}, chunked=True)
         elif path == "/pending":
@@ -186,6 +198,28 @@ def test_max_body_refuses_a_gzip_bomb_once_it_inflates_past_the_limit(base: str,
     client.teardown()
 
 
+@pytest.mark.parametrize("route", ["/bomb/503", "/bomb/500/chunked"])
+def test_a_poll_of_an_error_status_with_a_gzip_bomb_costs_bounded_work(base: str, route: str) -> None:
+    # A poll reads every body (its conditions may judge any status), but a status the
+    # request does not accept is read within a bound when no max_body is set.
+    client = Client(base)
+    poll = Poll(client.get(route), until=Status(200), alarm=JsonPath("$.state") == "failed", max_attempts=2, interval=0)
+    error, peak, cpu = bounded(lambda: poll({}))
+    assert isinstance(error, PollTimeout), error
+    assert peak < MEMORY_BOUND
+    assert cpu < CPU_BOUND
+    client.teardown()
+
+    async def main() -> None:
+        async with AsyncClient(base) as api:
+            await AsyncPoll(api.get(route), until=Status(200), max_attempts=2, interval=0)({})
+
+    error, peak, cpu = bounded(lambda: asyncio.run(main()))
+    assert isinstance(error, PollTimeout), error
+    assert peak < MEMORY_BOUND
+    assert cpu < 2 * CPU_BOUND
+
+
 def test_a_redirects_gzip_bomb_body_is_not_inflated(base: str) -> None:
     client = Client(base)
     tracemalloc.start()
@@ -229,6 +263,36 @@ def test_compressed_bodies_are_read_whole_and_counted_inflated(base: str, encodi
     with pytest.raises(BodyTooLarge):  # about 5 kB inflated, much less on the wire
         client.get(f"/encoded/{encoding}", max_body=4000)({})
     client.teardown()
+
+
+def test_garbage_after_a_whole_gzip_member_is_ignored_as_urllib3_does(base: str) -> None:
+    client = Client(base)
+    assert client.get("/trailing-garbage").capture("data", "$.data")({}) == {"data": {"id": 7}}
+    client.teardown()
+
+    async def main() -> None:
+        async with AsyncClient(base) as api:
+            assert await api.get("/trailing-garbage").capture("data", "$.data")({}) == {"data": {"id": 7}}
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate"])
+def test_a_truncated_compressed_body_is_a_transport_error_never_an_empty_success(base: str, encoding: str) -> None:
+    # The wire delivered every byte Content-Length promised, but the compressed stream
+    # stops halfway: the body is not the server's, so nothing may be captured from it.
+    client = Client(base)
+    with pytest.raises(TransportError, match="truncated") as raised:
+        client.get(f"/truncated/{encoding}").capture("size", lambda response: len(response.content))({})
+    assert not isinstance(raised.value, RetryableHTTPError)  # the same bytes come again
+    client.teardown()
+
+    async def main() -> None:
+        async with AsyncClient(base) as api:
+            with pytest.raises(TransportError, match="truncated"):
+                await api.get(f"/truncated/{encoding}").capture("size", lambda response: len(response.content))({})
+
+    asyncio.run(main())
 
 
 @pytest.mark.parametrize("route", ["/missing", "/missing-page"])
@@ -318,3 +382,59 @@ def test_async_max_body_refuses_bombs_large_bodies_and_polls(base: str) -> None:
     finally:
         tracemalloc.stop()
     assert peak < MEMORY_BOUND
+
+
+def _stalling_server() -> tuple[str, socket.socket]:
+    """A raw server: ``/slow`` sends its headers, waits, then its 100 kB body; ``/ok`` a small JSON body.
+
+    Connections are kept alive, so a client that gave up on a body and put its
+    connection back in the pool would send its next request on it mid-body.
+    """
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def handle(conn: socket.socket) -> None:
+        with conn:
+            buffered = b""
+            while True:
+                while b"\r\n\r\n" not in buffered:
+                    try:
+                        data = conn.recv(65536)
+                    except OSError:  # the client closed the connection it gave up on
+                        return
+                    if not data:
+                        return
+                    buffered += data
+                head, _, buffered = buffered.partition(b"\r\n\r\n")
+                try:
+                    if head.split(b" ")[1] == b"/slow":
+                        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n")
+                        time.sleep(0.5)
+                        conn.sendall(b"x" * 100000)
+                    else:
+                        conn.sendall(b'HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\n{"a": 1}')
+                except OSError:
+                    return
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=handle, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=serve, daemon=True).start()
+    return f"http://127.0.0.1:{listener.getsockname()[1]}", listener
+
+
+def test_a_body_given_up_on_never_leaves_its_connection_in_the_pool() -> None:
+    url, listener = _stalling_server()
+    try:
+        client = Client(url, max_body=1000)
+        with pytest.raises(BodyTooLarge):  # Content-Length says so: nothing is read
+            client.get("/slow")({})
+        # The same client's next request gets a fresh connection, not one mid-body.
+        assert client.get("/ok").capture("a", "$.a")({}) == {"a": 1}
+        client.teardown()
+    finally:
+        listener.close()

@@ -347,3 +347,27 @@ def test_a_rate_limit_runs_on_the_clock_it_is_given(httpserver: HTTPServer) -> N
         flow({})
     assert clock.sleeps == [1.0]
     assert len(httpserver.log) == 4
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"pool_size": "3"},
+        {"pool_size": True},
+        {"pool_size": 1.5},
+        {"max_retry_after": float("nan")},
+        {"max_retry_after": float("inf")},
+        {"max_retry_after": "5"},
+        {"max_retry_after": True},
+        {"timeout": float("inf")},
+        {"timeout": (1, float("inf"))},
+    ],
+)
+def test_client_numbers_are_finite_numbers_refused_by_name(options: dict[str, Any]) -> None:
+    from service_flow.exceptions import ConfigurationError
+    from service_flow.http import AsyncClient
+
+    (option,) = options
+    for kind in (Client, AsyncClient):
+        with pytest.raises(ConfigurationError, match=rf"^{kind.__name__}\({option}=\)"):
+            kind("http://127.0.0.1:1", **options)

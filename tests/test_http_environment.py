@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from service_flow.http import AsyncClient, BearerAuth, Client
+from service_flow.http import AsyncClient, BearerAuth, Client, TransportError
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -121,6 +121,28 @@ def test_netrc_credentials_apply_unless_the_request_authenticates(
         assert seen(client)["auth"] is None
 
 
+def test_netrc_is_read_when_the_session_opens(
+    servers: tuple[str, str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    api, _ = servers
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.write_text("machine 127.0.0.1 login ada password s3cret\n")
+    second.write_text("default login bob password hunter22\n")
+    for path in (first, second):
+        path.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(first))
+    with Client(api) as client:
+        assert seen(client)["auth"] == "Basic YWRhOnMzY3JldA=="
+        monkeypatch.setenv("NETRC", str(second))
+        first.write_text("machine 127.0.0.1 login eve password changed\n")
+        assert seen(client)["auth"] == "Basic YWRhOnMzY3JldA=="  # read once, when the session opened
+        client.setup()
+        assert seen(client)["auth"] == "Basic Ym9iOmh1bnRlcjIy"  # the default entry of the new file
+    second.write_text("machine api.example.com login bob password hunter22\n")  # another host only
+    with Client(api) as client:
+        assert seen(client)["auth"] is None
+
+
 def test_async_proxies_and_trust_env(servers: tuple[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
     api, proxy = servers
     monkeypatch.setenv("HTTP_PROXY", proxy)
@@ -134,3 +156,22 @@ def test_async_proxies_and_trust_env(servers: tuple[str, str], monkeypatch: pyte
     assert asyncio.run(main()) == ("proxy", "direct")
     monkeypatch.setenv("NO_PROXY", "127.0.0.1")
     assert asyncio.run(main()) == ("direct", "direct")
+
+
+@pytest.mark.parametrize("proxy", ["ftp://127.0.0.1:1", "socks5://127.0.0.1:1"])
+def test_a_proxy_the_transport_cannot_use_is_a_transport_error(
+    servers: tuple[str, str], monkeypatch: pytest.MonkeyPatch, proxy: str
+) -> None:
+    api, _ = servers
+    monkeypatch.setenv("HTTP_PROXY", proxy)
+    with Client(api) as client, pytest.raises(TransportError):
+        seen(client)
+
+    async def main() -> None:
+        async with AsyncClient(api) as client:
+            with pytest.raises(TransportError, match="trust_env=False"):
+                await client.get("/x")({})
+        async with AsyncClient(api, trust_env=False) as client:  # ignored: sent directly
+            assert (await client.get("/x").capture("via", "$.via")({})) == {"via": "direct"}
+
+    asyncio.run(main())

@@ -188,3 +188,42 @@ def test_async_verify_per_request(tls: tuple[str, str, str]) -> None:
             assert await aok(client) == {"ok": True}
 
     asyncio.run(main())
+
+
+@pytest.mark.parametrize("content", ["", "not a certificate\n"])
+def test_a_file_that_is_not_a_ca_bundle_is_refused_at_construction(
+    tls: tuple[str, str, str], tmp_path: Path, content: str
+) -> None:
+    url, _, _ = tls
+    garbage = tmp_path / "garbage.pem"
+    garbage.write_text(content)
+    with pytest.raises(ConfigurationError, match=r"^Client\(verify=\).*not a CA bundle"):
+        Client(url, verify=garbage)
+    with pytest.raises(ConfigurationError, match=r"^AsyncClient\(verify=\).*not a CA bundle"):
+        AsyncClient(url, verify=str(garbage))
+    with pytest.raises(ConfigurationError, match=r"verify=\).*not a CA bundle"):
+        Request.get("/x", client=Client(url), verify=garbage)
+    with pytest.raises(ConfigurationError, match=r"verify=\).*not a CA bundle"):
+        Client(url).get("/x").with_options(verify=garbage)
+
+
+def test_async_a_ca_bundle_gone_or_unreadable_when_sending_is_a_transport_error(
+    tls: tuple[str, str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url, ca, _ = tls
+    copy = tmp_path / "ca.pem"
+    copy.write_bytes(Path(ca).read_bytes())
+    garbage = tmp_path / "garbage.pem"
+    garbage.write_text("not a certificate\n")
+
+    async def main() -> None:
+        async with AsyncClient(url, verify=copy) as client:
+            copy.unlink()  # removed between construction and the first request
+            with pytest.raises(TransportError):
+                await aok(client)
+        monkeypatch.setenv("SSL_CERT_FILE", str(garbage))  # httpx loads it when its client opens
+        async with AsyncClient(url) as client:
+            with pytest.raises(TransportError):
+                await aok(client)
+
+    asyncio.run(main())

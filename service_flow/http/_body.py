@@ -30,6 +30,10 @@ PREFIX_BYTES: Final = 8192
 DRAIN_BYTES: Final = 65536
 """How much more of an error's body is read (and dropped) so its connection can be reused."""
 
+POLLED_BYTES: Final = 1 << 20
+"""How much of a polled body is read when its status is not one the request accepts and no
+``max_body`` is set: conditions may judge it, a bomb behind a 503 costs no more than this."""
+
 CHUNK_BYTES: Final = 16384
 """How much is read from the transport at a time."""
 
@@ -37,12 +41,13 @@ CHUNK_BYTES: Final = 16384
 class _Inflate:
     """A ``gzip`` or ``deflate`` decoder that never produces more than it is asked for."""
 
-    __slots__ = ("_gzip", "_obj", "_started")
+    __slots__ = ("_gzip", "_member_done", "_obj", "_started")
 
     def __init__(self, encoding: str) -> None:
         self._gzip = encoding != "deflate"
         self._obj = self._new()
         self._started = False
+        self._member_done = False  # a whole gzip member was inflated: what follows may be garbage
 
     def _new(self, raw: bool = False) -> Any:
         if self._gzip:
@@ -57,6 +62,8 @@ class _Inflate:
             try:
                 piece = self._obj.decompress(data, room - size)
             except zlib.error:
+                if self._member_done:
+                    break  # trailing garbage after a gzip member: ignored, as urllib3 and curl do
                 if self._gzip or self._started:
                     raise
                 # "deflate" sent raw, without the zlib header, as some servers do.
@@ -67,11 +74,18 @@ class _Inflate:
             size += len(piece)
             data = self._obj.unconsumed_tail
             if not data and self._obj.eof and self._obj.unused_data and self._gzip:
-                data = self._obj.unused_data  # another gzip member follows
+                data = self._obj.unused_data  # another gzip member follows (or garbage)
                 self._obj = self._new()
+                self._member_done = True
             elif not piece and not data:
                 break
         return b"".join(out)
+
+    def finish(self) -> None:
+        """Raise `zlib.error` when the body ended inside its compressed stream (truncated)."""
+        if self._started and not self._obj.eof and not self._member_done:
+            msg = "the compressed body ended before its compressed stream did (truncated)"
+            raise zlib.error(msg)
 
 
 def inflater(headers: Any) -> _Inflate | None:
@@ -142,6 +156,18 @@ def _keep(response: Any, content: bytes) -> None:
     response._content_consumed = True  # noqa: SLF001
 
 
+def _abandon(response: Any) -> None:
+    """Close a requests response whose body was not read to its end, and its connection.
+
+    requests' ``close()`` only releases the connection to the pool once the content is
+    set, as we set it: one with the rest of a body still coming must not be reused.
+    """
+    close = getattr(response.raw, "close", None)
+    if close is not None:
+        close()
+    response.close()
+
+
 def read(response: Any, limit: int | None, *, head: bool = False) -> bool:
     """Read the body of a requests response whole; ``False`` (and a prefix kept) past ``limit``."""
     loaded = _loaded(response)
@@ -151,26 +177,29 @@ def read(response: Any, limit: int | None, *, head: bool = False) -> bool:
         length = declared_length(response.headers)
         if length is not None and length > limit:
             _keep(response, b"")
-            response.close()
+            _abandon(response)
             return False
     decode = inflater(response.headers)
     collected = Collector(limit, decode)
     for chunk in _requests_chunks(response, decoded=decode is None):
         if not collected.add(chunk):
             _keep(response, collected.content(PREFIX_BYTES))
-            response.close()
+            _abandon(response)
             return False
+    if decode is not None:
+        decode.finish()
     _keep(response, collected.content())
     return True
 
 
-def _drain(chunks: Iterator[bytes]) -> None:
-    """Read on, without keeping, up to `DRAIN_BYTES`: a body ending there leaves its connection reusable."""
+def _drain(chunks: Iterator[bytes]) -> bool:
+    """Read on, without keeping, up to `DRAIN_BYTES`; whether the body ended there (its connection reusable)."""
     drained = 0
     for chunk in chunks:
         drained += len(chunk)
         if drained > DRAIN_BYTES:
-            return
+            return False
+    return True
 
 
 def read_prefix(response: Any) -> bytes:
@@ -179,15 +208,21 @@ def read_prefix(response: Any) -> bytes:
     if loaded is not None:
         return loaded
     collected = Collector(PREFIX_BYTES, inflater(response.headers))
+    ended = False
     with contextlib.suppress(Exception):  # a body that cannot be read must not hide the error
         chunks = _requests_chunks(response, decoded=collected.decode is None)
         for chunk in chunks:
             if not collected.add(chunk):
-                _drain(chunks)
+                ended = _drain(chunks)
                 break
+        else:
+            ended = True
     content = collected.content(PREFIX_BYTES + 1)
     _keep(response, content)
-    response.close()
+    if ended:
+        response.close()
+    else:
+        _abandon(response)
     return content
 
 
@@ -236,6 +271,8 @@ async def aread(response: Any, limit: int | None, *, head: bool = False) -> bool
             response._content = collected.content(PREFIX_BYTES)  # noqa: SLF001
             await response.aclose()
             return False
+    if decode is not None:
+        decode.finish()
     response._content = collected.content()  # noqa: SLF001
     await response.aclose()
     return True

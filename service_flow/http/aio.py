@@ -112,8 +112,19 @@ class AsyncClient(Client):
                 current = self._async = (loop, {})
             client = current[1].get(verify)
             if client is None:
-                client = current[1][verify] = self._new_client(verify)
+                client = current[1][verify] = self._opened(verify)
         return client
+
+    def _opened(self, verify: bool | str) -> httpx.AsyncClient:
+        """`_new_client`, its refusals (a proxy scheme httpx cannot use, socks without socksio) as ours."""
+        failure = None
+        try:
+            return self._new_client(verify)
+        except (ValueError, ImportError) as error:
+            reason = _redact.scrub(f"{type(error).__name__}: {error}", ())[:300]
+            hint = " (a proxy from the environment? trust_env=False ignores them)" if self.trust_env else ""
+            failure = TransportError(f"{type(self).__name__}: httpx cannot open a client{hint}: {reason}")
+        raise failure  # outside the except clause: no chain holding the environment's values
 
     def _new_client(self, verify: bool | str) -> httpx.AsyncClient:
         lib = _httpx()
@@ -224,7 +235,6 @@ class AsyncClient(Client):
         or `TransportError` by the same rules as `Client.send`.
         """
         httpx = _httpx()
-        client = self._client(out.verify)
         attempt = 0
         while True:
             attempt += 1
@@ -232,7 +242,8 @@ class AsyncClient(Client):
             failure: BaseException | None = None
             token = _redact.sending.set(out.hidden) if out.hidden else None
             try:
-                response = await self._aattempt(client, out, auth, limits)
+                # Opening the httpx client loads the CAs: a bundle gone or unreadable fails here.
+                response = await self._aattempt(self._client(out.verify), out, auth, limits)
             except (httpx.TransportError, httpx.InvalidURL, OSError) as error:  # OSError: an ssl error unwrapped
                 failure = self._async_transport_error(out, error, time.perf_counter() - started, attempt, auth)
             except FlowError:
@@ -447,6 +458,20 @@ class AsyncRequest(Request):
         if not whole:
             raise self.too_large(response, out)
 
+    async def aread_polled(self, response: Any, out: Outgoing) -> None:
+        """Read a polled httpx response: as `aread_body`, or bounded as `Request.read_polled` says."""
+        if out.max_body is not None or self.accepts(response.status_code):
+            await self.aread_body(response, out)
+            return
+        failure = None
+        try:
+            await _body.aread(response, _body.POLLED_BYTES, head=out.method == "HEAD")
+        except (_httpx().RequestError, zlib.error) as error:
+            failure = self.async_client.read_error(out, error)
+        if failure is not None:  # raised outside the except clause: its chain is masked copies only
+            await response.aclose()
+            raise failure
+
     def _replace(self, **changes: Any) -> AsyncRequest:
         config = {**self._config, **changes}
         return AsyncRequest(config.pop("method"), config.pop("url"), **config)
@@ -489,7 +514,7 @@ class AsyncPoll(Poll):
         del context  # its values (secrets too) stay out of tracebacks rendered with locals
         request = self.request
         assert isinstance(request, AsyncRequest)  # noqa: S101 - checked when built
-        send, read, auth, limits = request.async_client.asend, request.aread_body, request.auth, request.limits
+        send, read, auth, limits = request.async_client.asend, request.aread_polled, request.auth, request.limits
         loop = self._loop(out)  # the same loop as Poll's; only the acting differs
         command, value = next(loop)
         while True:
@@ -497,7 +522,7 @@ class AsyncPoll(Poll):
             try:
                 if command is SEND:
                     result = await send(out, auth=auth, limits=limits)
-                    await read(result, out)  # within max_body; closes the response when it fails
+                    await read(result, out)  # bounded; closes the response when it fails
                 elif command is CLOSE:
                     await value.aclose()
                 else:

@@ -21,8 +21,12 @@ The environment (proxies, ``NO_PROXY``, ``REQUESTS_CA_BUNDLE``/``CURL_CA_BUNDLE`
 from __future__ import annotations
 
 import contextlib
+import functools
+import math
+import netrc
 import os
 import re
+import ssl
 import threading
 import time
 import traceback
@@ -206,33 +210,34 @@ class Client:
         pool_size: int = 32,
         clock: Clock = SYSTEM_CLOCK,
     ) -> None:
-        self.base_url = None if base_url is None else check_base_url(base_url, "Client")
-        self.headers: dict[str, str] = _checked_headers(headers, "Client")
-        self.auth = check_auth(auth, "Client(auth=)")
-        self.timeout = check_timeout(DEFAULT_TIMEOUT if timeout is None else timeout, "Client")
-        self.verify = check_verify(verify, "Client")
+        owner = type(self).__name__  # AsyncClient's errors name AsyncClient
+        self.base_url = None if base_url is None else check_base_url(base_url, owner)
+        self.headers: dict[str, str] = _checked_headers(headers, owner)
+        self.auth = check_auth(auth, f"{owner}(auth=)")
+        self.timeout = check_timeout(DEFAULT_TIMEOUT if timeout is None else timeout, owner)
+        self.verify = check_verify(verify, owner)
         if not isinstance(trust_env, bool):
-            msg = f"Client(trust_env=) takes True or False, got {trust_env!r}"  # type: ignore[unreachable]
+            msg = f"{owner}(trust_env=) takes True or False, got {trust_env!r}"  # type: ignore[unreachable]
             raise ConfigurationError(msg)
         self.trust_env = trust_env
-        self.max_body = check_max_body(max_body, "Client")
+        self.max_body = check_max_body(max_body, owner)
         self.limits: tuple[Limit, ...] = tuple(limits)
         self.status_map = StatusMap(on_status)
-        if max_retry_after < 0:
-            msg = f"Client(max_retry_after=) must be zero or more seconds, got {max_retry_after!r}"
+        if not _is_number(max_retry_after) or not 0 <= max_retry_after < math.inf:
+            msg = f"{owner}(max_retry_after=) takes a finite number of seconds, zero or more, got {max_retry_after!r}"
             raise ConfigurationError(msg)
         self.max_retry_after = float(max_retry_after)
-        if pool_size < 1:
-            msg = f"Client(pool_size=) must be at least 1, got {pool_size!r}"
+        if isinstance(pool_size, bool) or not isinstance(pool_size, int) or pool_size < 1:
+            msg = f"{owner}(pool_size=) takes a whole number of connections, at least 1, got {pool_size!r}"
             raise ConfigurationError(msg)
         self.pool_size = pool_size
         self.clock = clock
         if isinstance(retries, bool) or not isinstance(retries, (int, Urllib3Retry)) or retries is None:
-            msg = f"Client(retries=) takes a number of retries or a urllib3 Retry, got {retries!r}"
+            msg = f"{owner}(retries=) takes a number of retries or a urllib3 Retry, got {retries!r}"
             raise ConfigurationError(msg)
         if isinstance(retries, int):
             if retries < 0:
-                msg = f"Client(retries=) must be zero or more, got {retries!r}"
+                msg = f"{owner}(retries=) must be zero or more, got {retries!r}"
                 raise ConfigurationError(msg)
             retries = TransportRetry.of(retries, clock=clock, max_retry_after=max_retry_after) if retries else 0
         self.retries: int | Urllib3Retry = retries
@@ -485,7 +490,7 @@ class Environment:
 
     Proxies (``HTTP_PROXY``, ``HTTPS_PROXY``, ``ALL_PROXY``, and ``NO_PROXY`` checked once
     per scheme and host), the CA bundle (``REQUESTS_CA_BUNDLE``, then ``CURL_CA_BUNDLE``)
-    used when ``verify`` is ``True``, and whether a ``.netrc`` file exists.
+    used when ``verify`` is ``True``, and the credentials of the ``.netrc`` file.
     """
 
     __slots__ = ("_by_origin", "ca_bundle", "netrc", "no_proxy", "proxies")
@@ -496,7 +501,7 @@ class Environment:
         self.proxies: dict[str, str] = {}
         self.no_proxy = ""
         self.ca_bundle: str | None = None
-        self.netrc = False
+        self.netrc: dict[str, tuple[str, str]] | None = None
         self._by_origin: dict[str, dict[str, str]] = {}
         if not trust_env:
             return
@@ -504,9 +509,7 @@ class Environment:
         self.no_proxy = found.pop("no", "")
         self.proxies = found
         self.ca_bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or None
-        netrc_file = os.environ.get("NETRC")
-        places = (netrc_file,) if netrc_file else tuple(f"~/{name}" for name in requests.utils.NETRC_FILES)
-        self.netrc = any(Path(place).expanduser().exists() for place in places)
+        self.netrc = _read_netrc()
 
     def verify(self, verify: bool | str) -> bool | str:
         """What to verify with: an explicit ``False`` or path as given, ``True`` as the environment says."""
@@ -529,10 +532,31 @@ class Environment:
 
     def with_netrc(self, url: str, headers: Mapping[str, str]) -> Mapping[str, str]:
         """``headers`` with ``.netrc``'s credentials for the host, unless they authenticate already."""
-        if any(name.lower() == "authorization" for name in headers):
+        if self.netrc is None or any(name.lower() == "authorization" for name in headers):
             return headers
-        found = requests.utils.get_netrc_auth(url)
+        found = self.netrc.get((urlsplit(url).hostname or "").lower())
+        if found is None:
+            found = self.netrc.get("default")
         return headers if found is None else {**headers, "Authorization": _basic_auth_str(*found)}
+
+
+def _read_netrc() -> dict[str, tuple[str, str]] | None:
+    """The ``.netrc`` credentials by host (``NETRC``, else ``~/.netrc`` or ``~/_netrc``), as requests reads them."""
+    netrc_file = os.environ.get("NETRC")
+    places = (netrc_file,) if netrc_file else tuple(f"~/{name}" for name in requests.utils.NETRC_FILES)
+    for place in places:
+        path = Path(place).expanduser()
+        if not path.is_file():
+            continue
+        try:
+            parsed = netrc.netrc(str(path))
+        except (netrc.NetrcParseError, OSError, UnicodeDecodeError):
+            return None  # as requests: an unreadable file gives no credentials
+        return {
+            host.lower(): (login or account or "", password or "")
+            for host, (login, account, password) in parsed.hosts.items()
+        }
+    return None
 
 
 def forget_frames(error: BaseException) -> None:
@@ -564,11 +588,28 @@ def check_verify(verify: Any, owner: str) -> bool | str:
     if isinstance(verify, (str, os.PathLike)):
         path = os.fspath(verify)
         if isinstance(path, str) and path and Path(path).exists():
+            if Path(path).is_file():
+                stat = Path(path).stat()
+                problem = _ca_file_problem(path, stat.st_mtime_ns, stat.st_size)
+                if problem is not None:
+                    msg = f"{owner}(verify=) names a file that is not a CA bundle: {verify!r} ({problem})"
+                    raise ConfigurationError(msg)
             return path
         msg = f"{owner}(verify=) names no CA bundle file or directory: {verify!r}"
         raise ConfigurationError(msg)
     msg = f"{owner}(verify=) takes True, False or the path of a CA bundle file or directory, got {verify!r}"
     raise ConfigurationError(msg)
+
+
+@functools.lru_cache(maxsize=64)
+def _ca_file_problem(path: str, mtime: int, size: int) -> str | None:
+    """Why the file at ``path`` cannot serve as CAs (``None`` when it can); cached per version of the file."""
+    del mtime, size  # part of the cache key: a file rewritten is checked again
+    try:
+        ssl.create_default_context(cafile=path)
+    except (ssl.SSLError, OSError, ValueError) as error:
+        return f"{type(error).__name__}: {error}"
+    return None
 
 
 def check_max_body(max_body: Any, owner: str) -> int | None:
@@ -705,15 +746,15 @@ def check_base_url(base_url: Any, owner: str) -> str:
     return str(base_url).rstrip("/")
 
 
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def check_timeout(timeout: Any, owner: str) -> float | tuple[float, float]:
     """``timeout`` validated: positive seconds, or a pair of them; never ``None``."""
     values = timeout if isinstance(timeout, tuple) else (timeout,)
-    if (
-        len(values) not in (1, 2)
-        or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
-        or not all(v > 0 for v in values)
-    ):
-        msg = f"{owner}(timeout=) takes positive seconds or a (connect, read) pair of them, got {timeout!r}"
+    if len(values) not in (1, 2) or not all(_is_number(v) for v in values) or not all(0 < v < math.inf for v in values):
+        msg = f"{owner}(timeout=) takes positive, finite seconds or a (connect, read) pair of them, got {timeout!r}"
         raise ConfigurationError(msg)
     return (float(values[0]), float(values[1])) if len(values) == 2 else float(values[0])  # noqa: PLR2004
 

@@ -306,7 +306,7 @@ class Poll(Service):
         out = self.request.build(context)
         del context  # its values (secrets too) stay out of tracebacks rendered with locals
         request = self.request
-        send, read, auth, limits = request.client.send, request.read_body, request.auth, request.limits
+        send, read, auth, limits = request.client.send, request.read_polled, request.auth, request.limits
         loop = self._loop(out)
         command, value = next(loop)
         while True:
@@ -314,7 +314,7 @@ class Poll(Service):
             try:
                 if command is SEND:
                     result = send(out, auth=auth, limits=limits)
-                    read(result, out)  # within max_body; closes the response when it fails
+                    read(result, out)  # bounded; closes the response when it fails
                 elif command is CLOSE:
                     value.close()
                 else:

@@ -857,6 +857,25 @@ class Request(Service):
         if not whole:
             raise self.too_large(response, out)
 
+    def read_polled(self, response: Any, out: Outgoing) -> None:
+        """Read a polled requests response: as `read_body`, or bounded when its status is not accepted.
+
+        Conditions may judge any status, so a poll reads every body; one whose status the
+        request does not accept is read up to `_body.POLLED_BYTES` when there is no
+        ``max_body`` (beyond that, the prefix is what conditions see).
+        """
+        if out.max_body is not None or self.accepts(response.status_code):
+            self.read_body(response, out)
+            return
+        failure = None
+        try:
+            _body.read(response, _body.POLLED_BYTES, head=out.method == "HEAD")
+        except READ_ERRORS as error:
+            failure = self.client.read_error(out, error)
+        if failure is not None:  # raised outside the except clause: its chain is masked copies only
+            response.close()
+            raise failure
+
     def too_large(self, response: Any, out: Outgoing) -> BodyTooLarge:
         """The error for a body past ``max_body``."""
         what = f"the body is larger than max_body={out.max_body} bytes"
