@@ -43,9 +43,9 @@ from service_flow.exceptions import ConfigurationError, FlowError
 from service_flow.http import _body, _redact
 from service_flow.http.client import (
     Client,
+    aforgetting,
     auth_headers,
     crosses_origin,
-    forget_frames,
     log_request,
     log_response,
     masked_error,
@@ -423,16 +423,9 @@ class AsyncRequest(Request):
         super().__init__(method, url, client=client, **options)
         self.async_client = client
 
+    @aforgetting
     async def __call__(self, context: dict[str, Any]) -> dict[str, Any]:  # type: ignore[override]
         """Send the request built from ``context``; return the captured values."""
-        try:
-            return await self._acall(context)
-        except Exception as error:
-            forget_frames(error)  # a kept error keeps no response, client or header
-            del context  # nor the context's values, in tracebacks rendered with locals
-            raise
-
-    async def _acall(self, context: dict[str, Any]) -> dict[str, Any]:
         out = self.build(context)
         del context  # its values (secrets too) stay out of tracebacks rendered with locals
         response = await self.async_client.asend(out, auth=self.auth, limits=self.limits)
@@ -500,16 +493,9 @@ class AsyncPoll(Poll):
             msg = f"AsyncPoll polls an AsyncRequest, got {request!r}{hint}"
             raise ConfigurationError(msg)
 
+    @aforgetting
     async def __call__(self, context: dict[str, Any]) -> dict[str, Any]:  # type: ignore[override]
         """Poll with the request built from ``context``; return its captures from the final response."""
-        try:
-            return await self._apoll(context)
-        except Exception as error:
-            forget_frames(error)  # a kept error keeps no response, client or header
-            del context  # nor the context's values, in tracebacks rendered with locals
-            raise
-
-    async def _apoll(self, context: dict[str, Any]) -> dict[str, Any]:
         out = self.request.build(context)
         del context  # its values (secrets too) stay out of tracebacks rendered with locals
         request = self.request

@@ -31,9 +31,9 @@ import threading
 import time
 import traceback
 import zlib
-from collections.abc import Mapping
+from collections.abc import Awaitable, Coroutine, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, Union
+from typing import TYPE_CHECKING, Any, Callable, Final, TypeVar, Union
 from urllib.parse import urlsplit
 from urllib.request import getproxies
 
@@ -571,6 +571,44 @@ def forget_frames(error: BaseException) -> None:
             return
         traceback.clear_frames(seen.__traceback__)
         seen = seen.__cause__ or seen.__context__
+
+
+T = TypeVar("T")
+
+
+def forgetting(call: Callable[[Any, dict[str, Any]], T]) -> Callable[[Any, dict[str, Any]], T]:
+    """Wrap a request service's ``__call__``: an error it raises keeps no frame's locals.
+
+    The wrapper drops ``context`` too, so tracebacks rendered with locals show none of its values.
+    """
+
+    @functools.wraps(call)
+    def forgets(self: Any, context: dict[str, Any]) -> T:
+        try:
+            return call(self, context)
+        except Exception as error:
+            forget_frames(error)  # a kept error keeps no response, session or header
+            del context  # nor the context's values
+            raise
+
+    return forgets
+
+
+def aforgetting(
+    call: Callable[[Any, dict[str, Any]], Awaitable[T]],
+) -> Callable[[Any, dict[str, Any]], Coroutine[Any, Any, T]]:
+    """`forgetting` for an ``async def __call__``."""
+
+    @functools.wraps(call)
+    async def forgets(self: Any, context: dict[str, Any]) -> T:
+        try:
+            return await call(self, context)
+        except Exception as error:
+            forget_frames(error)
+            del context
+            raise
+
+    return forgets
 
 
 def _never_connected(error: OSError) -> bool:

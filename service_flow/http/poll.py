@@ -51,7 +51,7 @@ from service_flow._log import debug_logger
 from service_flow.clock import SYSTEM_CLOCK, Clock
 from service_flow.exceptions import ConfigurationError
 from service_flow.http import _redact
-from service_flow.http.client import forget_frames
+from service_flow.http.client import forgetting
 from service_flow.http.conditions import AnyOf, Condition, ConditionSpec, Observed, as_condition
 from service_flow.http.errors import Alarm, HTTPError, PollTimeout
 from service_flow.http.request import Request, response_info
@@ -293,16 +293,9 @@ class Poll(Service):
             if delay > 0:
                 yield (SLEEP, delay)
 
+    @forgetting
     def __call__(self, context: dict[str, Any]) -> dict[str, Any]:
         """Poll with the request built from ``context``; return its captures from the final response."""
-        try:
-            return self._poll(context)
-        except Exception as error:
-            forget_frames(error)  # a kept error keeps no response, session or header
-            del context  # nor the context's values, in tracebacks rendered with locals
-            raise
-
-    def _poll(self, context: dict[str, Any]) -> dict[str, Any]:
         out = self.request.build(context)
         del context  # its values (secrets too) stay out of tracebacks rendered with locals
         request = self.request

@@ -45,7 +45,7 @@ from service_flow.http.client import (
     check_max_body,
     check_timeout,
     check_verify,
-    forget_frames,
+    forgetting,
     header_problem,
 )
 from service_flow.http.conditions import AllOf, Condition, ConditionSpec, Observed, as_condition
@@ -816,16 +816,9 @@ class Request(Service):
 
     # -- running ----------------------------------------------------------------------
 
+    @forgetting
     def __call__(self, context: Context) -> dict[str, Any]:
         """Send the request built from ``context``; return the captured values."""
-        try:
-            return self._call(context)
-        except Exception as error:
-            forget_frames(error)  # a kept error keeps no response, session or header
-            del context  # nor the context's values, in tracebacks rendered with locals
-            raise
-
-    def _call(self, context: Context) -> dict[str, Any]:
         out = self.build(context)
         del context  # its values (secrets too) stay out of tracebacks rendered with locals
         response = self.client.send(out, auth=self.auth, limits=self.limits)
