@@ -1,4 +1,4 @@
-"""Helpers for testing services and flows without mocking service_flow's internals.
+"""The fake clock: time that moves only when something sleeps on it.
 
 `FakeClock` replaces the real clock wherever the library takes a ``clock=``: sleeping
 advances its time instantly and every wait is recorded, so tests of retries, backoff,
