@@ -37,7 +37,14 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from service_flow import _log
 from service_flow._text import listing, short_repr
-from service_flow.exceptions import FlowDefinitionError, FlowError, ForkError, MissingContextKey, StopFlow
+from service_flow.exceptions import (
+    FlowDefinitionError,
+    FlowError,
+    ForkError,
+    InvalidInput,
+    MissingContextKey,
+    StopFlow,
+)
 from service_flow.run import (
     AROUND_STARTS,
     MARK,
@@ -80,13 +87,16 @@ class StepInfo(NamedTuple):
 
 
 def as_context(context: object, flow: Flow) -> dict[str, Any]:
-    """A fresh dict holding the caller's mapping, which is never changed."""
+    """A fresh dict holding the caller's mapping, which is never changed.
+
+    ``None`` is the empty input; anything else that is not a mapping raises `InvalidInput`.
+    """
     if context is None:
         return {}
     if isinstance(context, Mapping):
         return dict(context)
-    msg = f"flow {flow.name!r} takes a mapping as its context, got {type(context).__name__}: {short_repr(context)}"
-    raise FlowError(msg, flow=flow.name)
+    msg = f"flow {flow.name!r} takes a mapping as its context, got {type(context).__name__}: {short_repr(context, 60)}"
+    raise InvalidInput(msg, flow=flow.name)
 
 
 def _next_context(context: object) -> dict[str, Any]:

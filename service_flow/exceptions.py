@@ -10,7 +10,7 @@ The tree::
     ├── MissingContextKey           a step needs a key the context does not have
     ├── ValidationError             `Flow.validate` found problems (lists them all)
     ├── FlowDefinitionError         a flow was put together wrongly (also a TypeError)
-    ├── InvalidInput                the driver got an input that is not a mapping
+    ├── InvalidInput                an input that is not a mapping, or a value a service refuses
     ├── RemoteError                 an error from another process that could not travel as itself
     └── ConfigurationError          an option got a value it cannot take (also a ValueError)
 
@@ -220,11 +220,19 @@ class FlowDefinitionError(FlowError, TypeError):
 
 
 class InvalidInput(FlowError):
-    """The driver was given an input that is not a mapping (it becomes a dead letter).
+    """An input that is not what it must be.
 
-    Also raised by `Driver.run`, ``iter`` and ``arun`` when what they are given is not a
-    stream of inputs (``None``, a number, one mapping).
+    A flow or a driver given an input that is not a mapping: ``flow.run()`` and
+    ``flow.arun()`` give a failed run with this error, ``flow(context)`` raises it, a driver
+    makes the input a dead letter.  Also raised by `Driver.run`, ``iter`` and ``arun`` when
+    what they are given is not a stream of inputs (``None``, a number, one mapping).  Your
+    own services may raise it for a value they refuse, naming the field with ``key``:
+    ``raise InvalidInput("quantity must be at least 1", key="quantity")``.
     """
+
+    def __init__(self, *args: object, key: str | None = None, flow: str | None = None, step: str | None = None) -> None:
+        super().__init__(*args, flow=flow, step=step)
+        self.key = key
 
 
 class RemoteError(FlowError):

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Final, Union
 from service_flow import _compile, _log
 from service_flow._spec import Spec, spec_of
 from service_flow._text import check_name, listing, short_repr
-from service_flow.exceptions import FlowDefinitionError, FlowError
+from service_flow.exceptions import FlowDefinitionError, FlowError, InvalidInput
 from service_flow.run import RUN_NUMBERS, Records, Run, new_run
 
 now = _compile.now
@@ -497,7 +497,8 @@ class Flow:
 
         The caller's mapping is not changed.  A flow holding an async service returns
         an awaitable instead, as the original service-flow did.  Errors propagate, with
-        the flow and step named on `FlowError` (and in a note on other exceptions).
+        the flow and step named on `FlowError` (and in a note on other exceptions); an
+        input that is not a mapping (nor ``None``, the empty input) raises `InvalidInput`.
         """
         plan = self._call_plan
         if plan is None:
@@ -521,8 +522,10 @@ class Flow:
         """Run the flow and return a `Run`: status, final context, step records, error.
 
         `StopFlow` gives a *stopped* run and any other exception a *failed* one instead
-        of propagating (``KeyboardInterrupt`` and ``SystemExit`` still propagate).  A
-        flow with async services must use `arun`.
+        of propagating (``KeyboardInterrupt`` and ``SystemExit`` still propagate).  An
+        input that is not a mapping (a list, a string, a number: a JSON body that is not
+        an object) gives a failed run whose error is an `InvalidInput` naming it, with no
+        step run; ``None`` is the empty input.  A flow with async services must use `arun`.
         """
         plan = self._run_plan
         if plan is None:
@@ -531,7 +534,13 @@ class Flow:
                 msg = f"flow {self.name!r} has async services ({names}): use `await flow.arun(context)`"
                 raise FlowError(msg, flow=self.name)
             plan = self._run_plan = self._plan(aio=False, record=True)
-        ctx = context.copy() if type(context) is dict else _compile.as_context(context, self)
+        if type(context) is dict:
+            ctx = context.copy()
+        else:
+            try:
+                ctx = _compile.as_context(context, self)
+            except InvalidInput as error:
+                return _refused(plan, error)
         # _log.quiet(), written out: a function call is a tenth of a short run's overhead.
         if _log.cached is None:
             config = _log.CONFIG
@@ -579,7 +588,10 @@ class Flow:
         Sync services run inline, those marked ``blocking`` in a worker thread.
         """
         plan = self._plan(aio=True, record=True)
-        ctx = _compile.as_context(context, self)
+        try:
+            ctx = _compile.as_context(context, self)
+        except InvalidInput as error:
+            return _refused(plan, error)
         number = next(RUN_NUMBERS)
         started = now()
         records = None if _log.quiet() else plan.tracer(number, started)
@@ -610,6 +622,11 @@ class Flow:
         from service_flow.validate import validate
 
         return validate(self, given, strict=strict)
+
+
+def _refused(plan: _compile.Plan, error: InvalidInput) -> Run:
+    """The failed `Run` of an input that is not a mapping: no step ran, the context is empty."""
+    return plan.finish({}, [], next(RUN_NUMBERS), now(), error)
 
 
 def _restore_flow(nodes: tuple[Node, ...], name: str | None) -> Flow:
