@@ -1,5 +1,9 @@
 """Helpers for testing services and flows without mocking service_flow's internals.
 
+`call` (and `acall` for async services) calls one service with its parameters filled
+from a context that may hold other keys, exactly as a flow would, and hands back what it
+returned; given a flow, it hands back the keys the flow set or changed.
+
 `FakeClock` replaces the real clock wherever the library takes a ``clock=``: sleeping
 advances its time instantly and every wait is recorded, so tests of retries, backoff,
 polling and rate limits are fast and deterministic.
@@ -9,6 +13,7 @@ This module is a re-export list: each helper lives in a private module of its ow
 
 from __future__ import annotations
 
+from service_flow.testing._call import acall, call
 from service_flow.testing._clock import FakeClock
 
-__all__ = ["FakeClock"]
+__all__ = ["FakeClock", "acall", "call"]
