@@ -366,8 +366,9 @@ class Flow:
         parts.append(built)
         nodes = tuple(itertools.chain.from_iterable(reversed(parts)))
         self._built = nodes
-        self._left = None  # let the intermediate flows go
-        self._right = ()
+        # Let the intermediate flows go. `_right` stays: a thread walking this chain may
+        # have read the old `_left` and read `_right` next, and must find this flow's nodes.
+        self._left = None
         return nodes
 
     @classmethod

@@ -231,8 +231,19 @@ def test_a_long_chain_keeps_every_intermediate_flow_as_it_was() -> None:
     for _ in range(300):
         flows.append(flows[-1] >> bump)
     branch = flows[100] >> (lambda n: {"n": -n})  # a second flow grown from the middle of the chain
-    with ThreadPoolExecutor(4) as pool:  # the nodes are joined when first read, from any thread
-        lengths = list(pool.map(lambda flow: len(flow.nodes), reversed(flows)))
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # threads interleave inside the join: 13 in 40 tries lost a node before
+    try:
+        for _ in range(5):
+            again = [Flow(bump)]
+            for _ in range(300):
+                again.append(again[-1] >> bump)
+            with ThreadPoolExecutor(4) as pool:  # the nodes are joined when first read, from any thread
+                assert list(pool.map(lambda flow: len(flow.nodes), reversed(again))) == list(range(301, 0, -1))
+        with ThreadPoolExecutor(4) as pool:
+            lengths = list(pool.map(lambda flow: len(flow.nodes), reversed(flows)))
+    finally:
+        sys.setswitchinterval(switch)
     assert lengths == list(range(301, 0, -1))
     assert [flow({"n": 0})["n"] for flow in flows[::50]] == [1, 51, 101, 151, 201, 251, 301]
     assert branch({"n": 0})["n"] == -101
