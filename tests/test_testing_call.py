@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from service_flow import Flow, InvalidInput, MissingContextKey, Service, around
 from service_flow.testing import acall, call
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 
 class ChargeCard(Service):
@@ -80,11 +83,5 @@ def test_a_context_that_is_not_a_mapping_is_refused() -> None:
         call(ChargeCard(0.5), [1])  # type: ignore[arg-type]
 
 
-def test_the_readme_snippet_runs() -> None:
-    from pathlib import Path
-
-    readme = (Path(__file__).parent.parent / "README.rst").read_text(encoding="utf-8")
-    section = readme.split("Testing services\n", 1)[1]
-    block = section.split(".. code-block:: python\n\n", 1)[1].split("\n\n``FakeClock``", 1)[0]
-    code = "\n".join(line[4:] for line in block.splitlines())
-    exec(compile(code, "README.rst", "exec"), {})  # noqa: S102 - the README's own example
+def test_the_readme_snippet_runs(run_readme_example: Callable[[str], None]) -> None:
+    run_readme_example("Testing services")

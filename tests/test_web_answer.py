@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from service_flow import ConfigurationError, Flow, InvalidInput, Retry, StopFlow, service
 from service_flow.web import Answer, Answers, answer
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 
 @service(provides=("order_id", "card"))
@@ -117,11 +120,5 @@ def test_answers_takes_a_run() -> None:
         answer({"status": "ok"})  # type: ignore[arg-type]
 
 
-def test_the_readme_snippet_runs() -> None:
-    from pathlib import Path
-
-    readme = (Path(__file__).parent.parent / "README.rst").read_text(encoding="utf-8")
-    section = readme.split("Flows behind an endpoint\n", 1)[1]
-    block = section.split(".. code-block:: python\n\n", 1)[1].split("\n\n- ", 1)[0]
-    code = "\n".join(line[4:] for line in block.splitlines())
-    exec(compile(code, "README.rst", "exec"), {})  # noqa: S102 - the README's own example
+def test_the_readme_snippet_runs(run_readme_example: Callable[[str], None]) -> None:
+    run_readme_example("Flows behind an endpoint")
