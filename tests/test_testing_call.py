@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from service_flow import Flow, InvalidInput, MissingContextKey, Service, around
+from service_flow import Flow, FlowError, InvalidInput, MissingContextKey, Service, around
 from service_flow.testing import acall, call
 
 if TYPE_CHECKING:
@@ -76,6 +76,15 @@ def test_async_services_and_flows_with_acall() -> None:
     assert asyncio.run(acall(fetch, {"order_id": 3, "x": 1})) == {"order": {"id": 3}}
     assert asyncio.run(acall(Flow(fetch), {"order_id": 3})) == {"order": {"id": 3}}
     assert asyncio.run(acall(ChargeCard(0.0), {"amount": 1.0, "card": "c"}))["charged"] == 1.0
+
+
+def test_call_of_an_async_service_or_flow_points_to_acall() -> None:
+    async def fetch(order_id: int) -> dict[str, Any]:
+        return {"order": order_id}
+
+    for target in (fetch, Flow(fetch)):
+        with pytest.raises(FlowError, match=r"'fetch' is async: use `await acall"):
+            call(target, {"order_id": 1})
 
 
 def test_a_context_that_is_not_a_mapping_is_refused() -> None:

@@ -8,7 +8,7 @@ from typing import Any
 
 from service_flow._spec import spec_of
 from service_flow._text import short_repr
-from service_flow.exceptions import InvalidInput
+from service_flow.exceptions import FlowError, InvalidInput
 from service_flow.flow import Flow, Step
 
 _UNSET: Any = object()
@@ -65,9 +65,12 @@ def call(service: Any, context: Mapping[str, Any] | None = None) -> Any:
     {'total': 12.0}
     """
     ctx = _context(context, "call()")
-    if isinstance(service, Flow):
-        return _changes(ctx, service(ctx))
-    flow, returned = _capturing(service)
+    flow, returned = (service, []) if isinstance(service, Flow) else _capturing(service)
+    if flow.is_async:
+        msg = f"{flow.name!r} is async: use `await acall(...)` to call it"
+        raise FlowError(msg, flow=flow.name)
+    if flow is service:
+        return _changes(ctx, flow(ctx))
     flow(ctx)
     return returned[0] if returned else None
 
