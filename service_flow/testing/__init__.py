@@ -4,6 +4,9 @@
 from a context that may hold other keys, exactly as a flow would, and hands back what it
 returned; given a flow, it hands back the keys the flow set or changed.
 
+`stub` replaces steps of a flow by fakes for the length of a ``with`` block, without
+rebuilding the flow; a `Recorder` is a fake that keeps what each call was given.
+
 `FakeClock` replaces the real clock wherever the library takes a ``clock=``: sleeping
 advances its time instantly and every wait is recorded, so tests of retries, backoff,
 polling and rate limits are fast and deterministic.
@@ -15,5 +18,7 @@ from __future__ import annotations
 
 from service_flow.testing._call import acall, call
 from service_flow.testing._clock import FakeClock
+from service_flow.testing._recorder import Recorder
+from service_flow.testing._stub import stub
 
-__all__ = ["FakeClock", "acall", "call"]
+__all__ = ["FakeClock", "Recorder", "acall", "call", "stub"]
