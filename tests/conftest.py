@@ -52,3 +52,9 @@ def run_readme_example() -> Callable[[str], None]:
         exec(compile(_first_code_block(heading), "README.rst", "exec"), {})  # noqa: S102 - the README's own code
 
     return run
+
+
+@pytest.fixture
+def readme_code() -> Callable[[str], str]:
+    """The first code block of the README section under a heading, as source (to run it another way)."""
+    return _first_code_block

@@ -11,6 +11,8 @@ import pytest
 import service_flow.testing
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from pytest import Pytester  # noqa: PT013 - the type, only for annotations
 
 pytest_plugins = ["pytester"]
@@ -153,6 +155,11 @@ def test_mock_transport_is_the_librarys(pytester: Pytester) -> None:
             assert list(mock_transport.unexpected) == []
         """
     )
+    pytester.runpytest("-p", "no:cacheprovider").assert_outcomes(passed=1)
+
+
+def test_the_readme_example_runs(pytester: Pytester, readme_code: Callable[[str], str]) -> None:
+    pytester.makepyfile(readme_code("The pytest plugin"))
     pytester.runpytest("-p", "no:cacheprovider").assert_outcomes(passed=1)
 
 

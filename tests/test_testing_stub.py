@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from typing import Any
+import time
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from service_flow import ConfigurationError, Driver, Flow, Service, StopFlow, around, fork_on
 from service_flow.middleware import DecoratorMiddleware
 from service_flow.testing import Recorder, stub
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 
 class ChargeCard(Service):
@@ -340,3 +344,18 @@ def test_recorder_messages_mask_secrets() -> None:
     assert "other-secret" not in str(caught.value)
     assert "api_token=***" in str(caught.value)
     assert recorder.calls[0]["api_token"] == "s3cr3t-value"  # noqa: S105 - the test itself sees them
+
+
+def test_the_readme_example_runs(run_readme_example: Callable[[str], None]) -> None:
+    run_readme_example("A flow with a stubbed step")
+
+
+def test_entering_a_stub_costs_about_a_compilation() -> None:
+    # The README says about a millisecond for a short flow: a tenth of a second is a bug.
+    flow = Flow(price) >> charge >> notify
+    flow({"quantity": 1, "card": "visa"})
+    started = time.perf_counter()
+    for _ in range(10):
+        with stub(flow, charge, None):
+            pass
+    assert (time.perf_counter() - started) / 10 < 0.1
