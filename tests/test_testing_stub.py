@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 import threading
 import time
 from typing import TYPE_CHECKING, Any
@@ -240,6 +241,21 @@ def test_a_driver_runs_the_fakes() -> None:
         report = Driver(checkout).run([{"quantity": n, "card": "visa"} for n in range(3)])
     assert report.succeeded == 3
     assert [call["total"] for call in fake.calls] == [0.0, 10.0, 20.0]
+    with stub(checkout, charge, fake):
+        assert Driver(checkout, workers=3).run([{"quantity": n, "card": "visa"} for n in range(5)]).succeeded == 5
+    assert fake.call_count == 8
+
+
+def test_an_async_driver_runs_the_fakes() -> None:
+    async def fetch_rate(currency: str) -> dict[str, Any]:
+        raise AssertionError("the network, in a unit test")
+
+    flow = Flow(price) >> fetch_rate
+    fake = Recorder({"rate": 1.0})
+    with stub(flow, fetch_rate, fake):
+        report = asyncio.run(Driver(flow).arun([{"quantity": n, "currency": "EUR"} for n in range(4)]))
+    assert report.succeeded == 4
+    assert fake.calls == [{"currency": "EUR"}] * 4
 
 
 def test_runs_in_other_threads_see_the_stub_while_it_is_active() -> None:
@@ -359,3 +375,36 @@ def test_entering_a_stub_costs_about_a_compilation() -> None:
         with stub(flow, charge, None):
             pass
     assert (time.perf_counter() - started) / 10 < 0.1
+
+
+def test_no_stub_is_left_behind_by_runs_in_other_threads() -> None:
+    # Threads compile and run the flow while stubs come and go: afterwards it is the real flow.
+    switching = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # threads switch between any two bytecodes, or nearly
+    try:
+        _stubs_come_and_go()
+    finally:
+        sys.setswitchinterval(switching)
+
+
+def _stubs_come_and_go() -> None:
+    for attempt in range(5):
+        flow = Flow(price) >> charge >> notify  # a fresh flow: nothing compiled yet
+        stop = threading.Event()
+
+        def keep_running(flow: Flow = flow, stop: threading.Event = stop) -> None:
+            while not stop.is_set():
+                flow({"quantity": 1, "card": "visa"})
+                flow.run({"quantity": 1, "card": "visa"})
+
+        workers = [threading.Thread(target=keep_running) for _ in range(3)]
+        for worker in workers:
+            worker.start()
+        for _ in range(20):
+            with stub(flow, charge, lambda: {"charged": -1.0}):
+                pass
+        stop.set()
+        for worker in workers:
+            worker.join()
+        assert flow({"quantity": 1, "card": "visa"})["charged"] == 10.5, attempt
+        assert flow.run({"quantity": 1, "card": "visa"}).context["charged"] == 10.5, attempt
