@@ -7,7 +7,7 @@ import inspect
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from service_flow._compile import CURRENT_APP
+from service_flow._plan import CURRENT_APP
 from service_flow._spec import CALL_NEXT_PARAM
 from service_flow._text import short_repr
 

@@ -17,18 +17,19 @@ import threading
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from service_flow._nodes import Fork, Step, SubFlow
 from service_flow._spec import spec_of
 from service_flow._text import listing, short_repr
 from service_flow.exceptions import ConfigurationError
-from service_flow.flow import Flow, Fork, Step, SubFlow
+from service_flow.flow import Flow
 
 if TYPE_CHECKING:
     from contextlib import AbstractContextManager
     from types import TracebackType
 
-    from service_flow._compile import Plan
+    from service_flow._nodes import Node
+    from service_flow._plan import Plan
     from service_flow._spec import Spec
-    from service_flow.flow import Node
 
 __all__ = ["stub"]
 
