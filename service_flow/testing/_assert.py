@@ -80,10 +80,9 @@ def _check_at(run: Run, at: object, how: str) -> None:
 
 
 def assert_succeeded(run: Run) -> None:
-    """Check that *run* succeeded: every step ran to its end.
+    """Check that *run* succeeded: every step ran to its end::
 
-    >>> from service_flow import Flow
-    >>> assert_succeeded(Flow(lambda n: {"double": 2 * n}).run({"n": 2}))
+        assert_succeeded(checkout.run({"quantity": 2, "card": "visa"}))
     """
     run = _checked_run(run, "assert_succeeded")
     if not run.succeeded:
