@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
+import os
 import socket
 import subprocess
 import sys
@@ -13,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 import requests
+import uvicorn
 from werkzeug.serving import make_server
 
 from service_flow import ValidationError
@@ -35,16 +38,34 @@ def load(name: str) -> ModuleType:
     return module
 
 
-flask_example = load("webapp_flask")
+EXAMPLE_MODULES = {"flask": load("webapp_flask"), "starlette": load("webapp_starlette")}
 
 
 class Shop:
-    """One app served for one test: its URL, its stock and the mails it sent."""
+    """An example app served on 127.0.0.1: its URL, its stock and the mails it sent."""
 
-    def __init__(self, url: str, stock: dict[str, int], mails: list[tuple[str, str]]) -> None:
-        self.url = url
-        self.stock = stock
-        self.mails = mails
+    def __init__(self) -> None:
+        self.url = ""
+        self.stock: dict[str, int] = {}
+        self.mails: list[tuple[str, str]] = []
+        self.mail_fails = False
+        self.reset()
+
+    def reset(self) -> None:
+        """As at start-up: the stock refilled, no mail sent, the mail server up."""
+        self.stock.clear()
+        self.stock.update({"book": 3, "lamp": 0, "pen": 100})
+        self.mails.clear()
+        self.mail_fails = False
+
+    def send_mail(self, to: str, text: str) -> None:
+        if self.mail_fails:
+            raise RuntimeError(f"SMTP login as shop password={SECRET} refused")
+        self.mails.append((to, text))
+
+    async def asend_mail(self, to: str, text: str) -> None:
+        await asyncio.sleep(0)
+        self.send_mail(to, text)
 
     def order(self, **changes: Any) -> requests.Response:
         return requests.post(f"{self.url}/orders", json={**GOOD, **changes}, timeout=10)
@@ -53,34 +74,60 @@ class Shop:
         return requests.post(f"{self.url}/orders", data=data, headers={"Content-Type": content_type}, timeout=10)
 
 
-def broken_mail(to: str, text: str) -> None:
-    raise RuntimeError(f"SMTP login as shop password={SECRET} refused")
+def serve_flask(app: Any) -> tuple[str, Callable[[], None]]:
+    """Serve a WSGI app with werkzeug in a thread: its URL and how to stop it."""
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
+    thread.start()
 
-
-@pytest.fixture
-def serve_flask() -> Iterator[Callable[..., Shop]]:
-    servers = []
-
-    def serve(send_mail: Callable[[str, str], None] | None = None) -> Shop:
-        stock = {"book": 3, "lamp": 0, "pen": 100}
-        mails: list[tuple[str, str]] = []
-        app = flask_example.create_app(stock, send_mail or (lambda to, text: mails.append((to, text))))
-        server = make_server("127.0.0.1", 0, app, threaded=True)
-        thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
-        thread.start()
-        servers.append((server, thread))
-        return Shop(f"http://127.0.0.1:{server.port}", stock, mails)
-
-    yield serve
-    for server, thread in servers:
+    def stop() -> None:
         server.shutdown()
         server.server_close()
         thread.join(timeout=10)
 
+    return f"http://127.0.0.1:{server.port}", stop
+
+
+def serve_starlette(app: Any) -> tuple[str, Callable[[], None]]:
+    """Serve an ASGI app with uvicorn in a thread (on a socket bound here): its URL and how to stop it."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert thread.is_alive(), "uvicorn did not start"
+        assert time.monotonic() < deadline, "uvicorn did not start within 10 s"
+        time.sleep(0.005)
+
+    def stop() -> None:
+        server.should_exit = True
+        thread.join(timeout=10)
+        assert not thread.is_alive(), "uvicorn did not shut down within 10 s"
+        sock.close()
+
+    return f"http://127.0.0.1:{sock.getsockname()[1]}", stop
+
+
+SERVE = {"flask": serve_flask, "starlette": serve_starlette}
+
+
+@pytest.fixture(scope="module", params=["flask", "starlette"])
+def served(request: pytest.FixtureRequest) -> Iterator[Shop]:
+    """The example app of each framework, served once for all the tests of this module."""
+    framework: str = request.param
+    shop = Shop()
+    send = shop.send_mail if framework == "flask" else shop.asend_mail  # async services, async mail
+    shop.url, stop = SERVE[framework](EXAMPLE_MODULES[framework].create_app(shop.stock, send))
+    yield shop
+    stop()
+
 
 @pytest.fixture
-def shop(serve_flask: Callable[..., Shop]) -> Shop:
-    return serve_flask()
+def shop(served: Shop) -> Shop:
+    served.reset()
+    return served
 
 
 def assert_failure(response: requests.Response, status: int, **body: Any) -> dict[str, Any]:
@@ -91,7 +138,7 @@ def assert_failure(response: requests.Response, status: int, **body: Any) -> dic
     return got
 
 
-# -- the sync example: Flask ----------------------------------------------------------------
+# -- both examples, each served by its framework --------------------------------------------
 
 
 def test_a_card_order_is_charged_notified_and_answered_with_the_order(shop: Shop) -> None:
@@ -179,8 +226,8 @@ def test_a_busy_payment_provider_is_answered_503_with_retry_after_and_the_stock_
     assert shop.stock["book"] == 3
 
 
-def test_an_internal_error_is_answered_500_without_its_details(serve_flask: Callable[..., Shop]) -> None:
-    shop = serve_flask(send_mail=broken_mail)
+def test_an_internal_error_is_answered_500_without_its_details(shop: Shop) -> None:
+    shop.mail_fails = True
     response = shop.order()
     got = assert_failure(response, 500, error="internal error")
     assert set(got) == {"error", "run_id"}
@@ -196,10 +243,14 @@ def test_the_frameworks_own_errors_are_answered_in_json(shop: Shop) -> None:
     assert_failure(shop.post("[" + "1, " * 30_000 + "1]"), 413, error="request entity too large")
 
 
-def test_an_app_whose_flow_does_not_fit_its_orders_never_starts(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(flask_example, "ORDER_FIELDS", ("sku", "quantity", "payment", "card"))
+@pytest.mark.parametrize("framework", ["flask", "starlette"])
+def test_an_app_whose_flow_does_not_fit_its_orders_never_starts(
+    framework: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    example = EXAMPLE_MODULES[framework]
+    monkeypatch.setattr(example, "ORDER_FIELDS", ("sku", "quantity", "payment", "card"))
     with pytest.raises(ValidationError, match="'email'"):
-        flask_example.create_app()
+        example.create_app()
 
 
 # -- each example runs as a script -------------------------------------------------------------
@@ -212,7 +263,7 @@ def free_port() -> int:
         return port
 
 
-@pytest.mark.parametrize("name", ["webapp_flask"])
+@pytest.mark.parametrize("name", ["webapp_flask", "webapp_starlette"])
 def test_the_example_serves_on_the_port_it_is_given(name: str) -> None:
     port = free_port()
     server = subprocess.Popen(
@@ -220,6 +271,7 @@ def test_the_example_serves_on_the_port_it_is_given(name: str) -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     try:
         deadline = time.monotonic() + 30
