@@ -289,3 +289,12 @@ def test_the_example_serves_on_the_port_it_is_given(name: str) -> None:
         server.terminate()
         output = server.communicate(timeout=10)[0]
     assert "mail to ann@example.org: Order 1 is placed: 25.00 EUR." in output
+
+
+def test_the_readme_shows_the_flask_endpoint_as_the_example_has_it() -> None:
+    readme = (EXAMPLES.parent / "README.rst").read_text(encoding="utf-8")
+    section = readme.split("\nFlows behind an endpoint\n", 1)[1].split("\nDevelopment\n", 1)[0]
+    block = section.split("in Flask:\n\n.. code-block:: python\n\n", 1)[1].split("\n\n", 1)[0]
+    example = (EXAMPLES / "webapp_flask.py").read_text(encoding="utf-8")
+    assert block.count("\n") >= 5
+    assert block in example  # both indented by 4: the README's block, the view inside create_app()
