@@ -25,6 +25,9 @@ now = _compile.now
 make_run = object.__new__  # Run(...) without the cost of calling __init__
 
 if TYPE_CHECKING:
+    import os
+    from pathlib import Path
+
     from service_flow.validate import Validation
 
 __all__ = ["DEFAULT", "MAX_DEPTH", "Flow", "Fork", "Node", "Step", "SubFlow", "fork_on"]
@@ -623,6 +626,24 @@ class Flow:
         from service_flow.validate import validate
 
         return validate(self, given, strict=strict)
+
+    def to_mermaid(self, highlight: Run | None = None) -> str:
+        """The flow as a Mermaid flowchart; *highlight*, a `Run`, marks its path (see `service_flow.graph`)."""
+        from service_flow import graph  # diagrams are rarely drawn: imported when they are
+
+        return graph.to_mermaid(self, highlight)
+
+    def to_dot(self, highlight: Run | None = None) -> str:
+        """The flow as a Graphviz DOT digraph; *highlight*, a `Run`, marks its path."""
+        from service_flow import graph
+
+        return graph.to_dot(self, highlight)
+
+    def render(self, path: str | os.PathLike[str], format: str | None = None, highlight: Run | None = None) -> Path:  # noqa: A002
+        """Draw the flow into *path*, as ``flow.svg`` (the ``graph`` extra and Graphviz); see `graph.render`."""
+        from service_flow import graph
+
+        return graph.render(self, path, format, highlight)
 
 
 def _refused(plan: _compile.Plan, error: InvalidInput) -> Run:
