@@ -9,7 +9,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from xml.etree import ElementTree as ET
 
 import pytest
@@ -18,6 +18,9 @@ from service_flow import DEFAULT, CallNext, ConfigurationError, Flow, FlowError,
 from service_flow import graph as graph_module
 from service_flow.graph import render, to_dot, to_mermaid
 from service_flow.middleware import DecoratorMiddleware
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 DOT = shutil.which("dot")
 needs_dot = pytest.mark.skipif(DOT is None, reason="Graphviz's dot is not installed (apt-get install graphviz)")
@@ -530,3 +533,16 @@ def test_render_needs_a_format_it_knows(tmp_path: Path) -> None:
     pytest.importorskip("graphviz")
     with pytest.raises(ConfigurationError, match=r"render\(\) cannot write format 'docx'"):
         orders().render(tmp_path / "orders.docx")
+
+
+# -- the README ----------------------------------------------------------------------
+
+
+def test_the_readme_example_prints_what_the_readme_shows(
+    run_readme_example: Callable[[str], None], capsys: pytest.CaptureFixture[str]
+) -> None:
+    run_readme_example("Diagrams")
+    printed = capsys.readouterr().out
+    section = (Path(__file__).parent.parent / "README.rst").read_text(encoding="utf-8").split("\nDiagrams\n", 1)[1]
+    shown = section.split(".. code-block:: text\n\n", 1)[1].split("\n\n", 1)[0]
+    assert printed == textwrap.dedent(shown) + "\n\n"  # print() adds a newline to the text's own
