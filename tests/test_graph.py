@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import shutil
@@ -456,6 +457,19 @@ def test_highlight_of_a_fork_with_two_empty_branches_cannot_tell_which_was_taken
     flow = Flow(validate) < ("payment", {"cash": None, "cheque": None, "card": charge})
     text = flow.to_mermaid(highlight=flow.run({"order": 1, "payment": "cash"}))
     assert marked(text) == {"taken": ["n0", "n1", "n2", "n4"], "edges": ["0", "1"]}
+
+
+def test_highlight_takes_an_async_run_as_well() -> None:
+    async def fetch(order: int) -> dict[str, bool]:
+        await asyncio.sleep(0)
+        return {"ok": True}
+
+    flow = Flow(fetch) < ("payment", {"card": charge, DEFAULT: refuse})
+    run = asyncio.run(flow.arun({"order": 1, "payment": "card"}))
+    assert marked(flow.to_mermaid(highlight=run)) == {
+        "taken": ["n0", "n1", "n2", "n3", "n5"],
+        "edges": ["0", "1", "2", "4"],
+    }
 
 
 def test_highlight_takes_a_run_of_this_flow_only() -> None:
