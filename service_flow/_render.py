@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from service_flow._nodes import Fork, Node, Step
 from service_flow._text import short_repr
 
 if TYPE_CHECKING:
-    from service_flow.flow import Flow, Fork, Node
+    from service_flow.flow import Flow
 
 _WIDTH = 100
 _MAX_NODES = 16  # per level; longer sequences show their ends around an ellipsis
@@ -25,8 +26,6 @@ def _elide(nodes: tuple[Node, ...]) -> list[Node | str]:
 
 def inline(flow: Flow, level: int = 0) -> str:
     """The flow as one expression: ``a >> b < ('key', {'x': c, DEFAULT: d})``."""
-    from service_flow.flow import Fork, Step  # flow imports us lazily
-
     if level > _MAX_LEVELS and flow.nodes:
         return "…"
     text = ""
@@ -66,8 +65,6 @@ def _branches(fork: Fork) -> list[tuple[str, Flow | None]]:
 
 
 def _tree(flow: Flow, indent: str, level: int = 0) -> list[str]:
-    from service_flow.flow import Fork, Step
-
     if level > _MAX_LEVELS:
         return [f"{indent}…"]
     lines = []

@@ -12,192 +12,32 @@ from __future__ import annotations
 import itertools
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Final, Union
+from typing import TYPE_CHECKING, Any, Final
 
-from service_flow import _compile, _log
-from service_flow._spec import Spec, spec_of
+from service_flow import _log
+from service_flow._compile import compile_flow
+from service_flow._nodes import DEFAULT, MAX_DEPTH, FlowBase, Fork, Node, Step, SubFlow, depth_of, steps_of, too_deep
+from service_flow._plan import Plan, as_context, now
+from service_flow._render import render
+from service_flow._spec import spec_of
 from service_flow._text import check_name, listing, short_repr
 from service_flow.exceptions import FlowDefinitionError, FlowError, InvalidInput
 from service_flow.run import RUN_NUMBERS, Records, Run, new_run
+from service_flow.validate import Validation, validate
 
-now = _compile.now
 make_run = object.__new__  # Run(...) without the cost of calling __init__
 
 if TYPE_CHECKING:
     import os
     from pathlib import Path
 
-    from service_flow.validate import Validation
-
 __all__ = ["DEFAULT", "MAX_DEPTH", "Flow", "Fork", "Node", "Step", "SubFlow", "fork_on"]
-
-#: How deeply a flow may nest: forks inside branches, around services wrapping the rest
-#: of their chain, flows kept whole.  Each level is a nested call when the flow runs (an
-#: around service three), so a deeper flow is refused when it is built, with
-#: `FlowDefinitionError`, rather than failing with a `RecursionError` when it runs.
-MAX_DEPTH: Final = 100
 
 #: The longest name a flow makes of its steps' names (one given with `named` is kept whole).
 _MAX_NAME: Final = 100
 
 # Plans are compiled rarely: one lock for all flows keeps a flow small to build.
 _COMPILE_LOCK = threading.Lock()
-
-
-def _too_deep(depth: int, what: str) -> FlowDefinitionError:
-    msg = (
-        f"{what} would nest the flow {depth} levels deep (forks inside branches, around services, "
-        f"flows kept whole); at most {MAX_DEPTH} are supported"
-    )
-    return FlowDefinitionError(msg)
-
-
-def _depth_of(nodes: Iterable[Node]) -> tuple[int, int]:
-    """(nesting depth, around services at the top level) of a sequence of nodes."""
-    depth = arounds = 0
-    for node in nodes:
-        if isinstance(node, Step):
-            if node.spec.around:
-                arounds += 1
-                depth = max(depth, arounds)
-        else:
-            depth = max(depth, arounds + node.depth)
-    return depth, arounds
-
-
-class _Default:
-    """The key of a fork's default branch (see `DEFAULT`)."""
-
-    __slots__ = ()
-
-    def __repr__(self) -> str:
-        return "DEFAULT"
-
-    def __reduce__(self) -> str:
-        return "DEFAULT"
-
-
-#: Use as a key in a fork's branches for the branch taken when no other matches::
-#:
-#:     flow = check < ("country", {"FR": vat_fr, "DE": vat_de, DEFAULT: no_vat})
-DEFAULT: Final = _Default()
-
-
-class Step:
-    """A node that calls one service: ``Step(service)``.  ``spec`` holds what was learnt of it at build."""
-
-    __slots__ = ("spec",)
-
-    def __init__(self, spec: Spec | Callable[..., Any]) -> None:
-        # Built by hand, a step may be given its service: introspect it as >> would.
-        self.spec = spec if isinstance(spec, Spec) else spec_of(spec)
-
-    @property
-    def service(self) -> Any:
-        """The callable the user put in the flow."""
-        return self.spec.service
-
-    @property
-    def name(self) -> str:
-        """The service's name, as errors, logs and records show it."""
-        return self.spec.name
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Step) and other.spec.service is self.spec.service
-
-    def __hash__(self) -> int:
-        return id(self.spec.service)
-
-    def __repr__(self) -> str:
-        return f"Step({self.name})"
-
-
-class Fork:
-    """A node that runs one of several branches, chosen by the value of ``key``."""
-
-    __slots__ = ("branches", "default", "depth", "key")
-
-    def __init__(self, key: str, branches: Mapping[Any, Flow], default: Flow | None) -> None:
-        self.key = check_name(key, "a fork's key")
-        try:
-            table = dict(branches)
-        except Exception as error:
-            msg = f"the branches of the fork on {key!r} cannot be read as a dict: {type(error).__name__}: {error}"
-            raise FlowDefinitionError(msg) from error
-        flows = [*table.values(), *(() if default is None else (default,))]
-        for flow in flows:
-            if not isinstance(flow, Flow):
-                msg = f"a branch of the fork on {key!r} must be a Flow, got {short_repr(flow)}"
-                raise FlowDefinitionError(msg)
-        self.branches: Mapping[Any, Flow] = MappingProxyType(table)
-        self.default = default
-        #: How deeply the fork nests: one level for itself, plus its deepest branch.
-        self.depth: int = 1 + max((flow._depth for flow in flows), default=0)  # noqa: SLF001
-        if self.depth > MAX_DEPTH:
-            raise _too_deep(self.depth, f"the fork on {key!r}")
-
-    @property
-    def name(self) -> str:
-        """How errors and records call this fork."""
-        return f"fork on {self.key}"
-
-    def __eq__(self, other: object) -> bool:
-        return (
-            isinstance(other, Fork)
-            and other.key == self.key
-            and other.default == self.default
-            and list(other.branches.items()) == list(self.branches.items())
-        )
-
-    def __hash__(self) -> int:
-        return hash((Fork, self.key))
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (Fork, (self.key, dict(self.branches), self.default))
-
-    def __repr__(self) -> str:
-        from service_flow._render import inline  # only for repr
-
-        return f"Fork({inline(Flow(nodes=(self,)))})"
-
-
-class SubFlow:
-    """A flow kept whole as one node of a bigger flow.
-
-    Flows are spliced into one another, except a flow with an around service at its top
-    level: its around service wraps only the rest of *that* flow, so it stays a unit.
-    """
-
-    __slots__ = ("depth", "flow")
-
-    def __init__(self, flow: Flow) -> None:
-        given: object = flow  # callers without type checking pass anything
-        if not isinstance(given, Flow):
-            msg = f"SubFlow takes a Flow, got {short_repr(given)}"
-            raise FlowDefinitionError(msg)
-        self.flow = flow
-        #: How deeply the sub-flow nests: one level for itself, plus its own depth.
-        self.depth: int = 1 + flow._depth  # noqa: SLF001
-        if self.depth > MAX_DEPTH:
-            raise _too_deep(self.depth, f"flow {flow.name!r}")
-
-    @property
-    def name(self) -> str:
-        """The inner flow's name."""
-        return self.flow.name
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, SubFlow) and other.flow == self.flow
-
-    def __hash__(self) -> int:
-        return hash(self.flow)
-
-    def __repr__(self) -> str:
-        return f"SubFlow({self.flow!r})"
-
-
-Node = Union[Step, Fork, SubFlow]
 
 
 def _as_flow(obj: object, *, role: str) -> Flow:
@@ -269,7 +109,7 @@ _NO_TRUTH = (
 )
 
 
-class Flow:
+class Flow(FlowBase):
     """An immutable composition of services, itself a service.
 
     Build one with ``>>`` and ``<`` on services (``Validate() >> Charge()``), or with
@@ -316,9 +156,9 @@ class Flow:
         for position, step in enumerate(steps):
             # As with >>, a flow after the first argument keeps its around services to itself.
             built.extend(_nodes_of(step, sealed=bool(nodes) or position > 0))
-        depth, arounds = _depth_of(built)
+        depth, arounds = depth_of(built)
         if depth > MAX_DEPTH:
-            raise _too_deep(depth, "this flow")
+            raise too_deep(depth, "this flow")
         self._setup(tuple(built), None, (), None if name is None else check_name(name, "a flow's name"))
         self._depth = depth
         self._arounds = arounds
@@ -334,10 +174,10 @@ class Flow:
         self._right = right
         self._name = name
         self._async: bool | None = None
-        self._plans: dict[tuple[bool, bool, bool], _compile.Plan] = {}
+        self._plans: dict[tuple[bool, bool, bool], Plan] = {}
         # The sync plans, once compiled, for the shortest path from a call to the plan.
-        self._call_plan: _compile.Plan | None = None
-        self._run_plan: _compile.Plan | None = None
+        self._call_plan: Plan | None = None
+        self._run_plan: Plan | None = None
         self._async_entry: Callable[[dict[str, Any]], Any] | None = None
 
     def _then(self, right: tuple[Node, ...], shape: tuple[int, int], what: Callable[[], str]) -> Flow:
@@ -345,7 +185,7 @@ class Flow:
         depth, arounds = shape
         total = max(self._depth, self._arounds + depth)
         if total > MAX_DEPTH:
-            raise _too_deep(total, what())
+            raise too_deep(total, what())
         flow = Flow.__new__(Flow)
         flow._setup(None, self, right, None)  # noqa: SLF001
         flow._depth = total  # noqa: SLF001
@@ -421,16 +261,7 @@ class Flow:
 
     def iter_steps(self) -> Iterator[Step]:
         """Every `Step` of the flow, depth first, branches and sub-flows included."""
-        for node in self.nodes:
-            if isinstance(node, Step):
-                yield node
-            elif isinstance(node, SubFlow):
-                yield from node.flow.iter_steps()
-            else:
-                for branch in node.branches.values():
-                    yield from branch.iter_steps()
-                if node.default is not None:
-                    yield from node.default.iter_steps()
+        return steps_of(self.nodes)
 
     @property
     def is_async(self) -> bool:
@@ -449,7 +280,7 @@ class Flow:
             if isinstance(other, Flow) and not other._arounds:  # spliced in
                 return self._then(other.nodes, (other._depth, 0), lambda: f"flow {other.name!r}")
             right = _nodes_of(other, sealed=True)  # one node
-            return self._then(right, _depth_of(right), lambda: right[0].name)
+            return self._then(right, depth_of(right), lambda: right[0].name)
         except FlowDefinitionError as error:
             error.flow = error.flow or self.name  # the flow it was being added to
             raise
@@ -480,19 +311,17 @@ class Flow:
         return (_restore_flow, (self.nodes, self._name))
 
     def __repr__(self) -> str:
-        from service_flow._render import render  # only for repr
-
         return render(self)
 
     # -- running -----------------------------------------------------------------
 
-    def _plan(self, *, aio: bool, record: bool, trace: bool = False) -> _compile.Plan:
+    def _plan(self, *, aio: bool, record: bool, trace: bool = False) -> Plan:
         plan = self._plans.get((aio, record, trace))
         if plan is None:
             with _COMPILE_LOCK:
                 plan = self._plans.get((aio, record, trace))
                 if plan is None:
-                    plan = _compile.compile_flow(self, aio=aio, record=record, trace=trace)
+                    plan = compile_flow(self, aio=aio, record=record, trace=trace)
                     self._plans[aio, record, trace] = plan
         return plan
 
@@ -510,11 +339,11 @@ class Flow:
             if entry is None and self.is_async:
                 entry = self._async_entry = self._plan(aio=True, record=False).entry
             if entry is not None:
-                ctx = context.copy() if type(context) is dict else _compile.as_context(context, self)
+                ctx = context.copy() if type(context) is dict else as_context(context, self)
                 # The async entry names the failing step itself and returns the context.
                 return entry(ctx)
             plan = self._call_plan = self._plan(aio=False, record=False)
-        ctx = context.copy() if type(context) is dict else _compile.as_context(context, self)
+        ctx = context.copy() if type(context) is dict else as_context(context, self)
         try:
             plan.entry(ctx)
         except BaseException as error:
@@ -542,7 +371,7 @@ class Flow:
             ctx = context.copy()
         else:
             try:
-                ctx = _compile.as_context(context, self)
+                ctx = as_context(context, self)
             except InvalidInput as error:
                 return _refused(plan, error)
         # _log.quiet(), written out: a function call is a tenth of a short run's overhead.
@@ -566,7 +395,7 @@ class Flow:
         run._state = (plan, 0, ctx, records, None, started, records[-1] if records else started)  # noqa: SLF001
         return run
 
-    def _traced_run(self, plan: _compile.Plan, ctx: dict[str, Any]) -> Run:
+    def _traced_run(self, plan: Plan, ctx: dict[str, Any]) -> Run:
         """`run` when debug events may be on: ask the logger, and trace the run if they are."""
         number = next(RUN_NUMBERS)
         started = now()
@@ -593,7 +422,7 @@ class Flow:
         """
         plan = self._plan(aio=True, record=True)
         try:
-            ctx = _compile.as_context(context, self)
+            ctx = as_context(context, self)
         except InvalidInput as error:
             return _refused(plan, error)
         number = next(RUN_NUMBERS)
@@ -623,13 +452,11 @@ class Flow:
         them, and named in a `ValidationWarning`; with ``strict=True`` each of them is
         a problem instead, and trusted with nothing.
         """
-        from service_flow.validate import validate
-
         return validate(self, given, strict=strict)
 
     def to_mermaid(self, highlight: Run | None = None) -> str:
         """The flow as a Mermaid flowchart; *highlight*, a `Run`, marks its path (see `service_flow.graph`)."""
-        from service_flow import graph  # diagrams are rarely drawn: imported when they are
+        from service_flow import graph  # it imports this module (and diagrams are drawn rarely)
 
         return graph.to_mermaid(self, highlight)
 
@@ -646,7 +473,7 @@ class Flow:
         return graph.render(self, path, format, highlight)
 
 
-def _refused(plan: _compile.Plan, error: InvalidInput) -> Run:
+def _refused(plan: Plan, error: InvalidInput) -> Run:
     """The failed `Run` of an input that is not a mapping: no step ran, the context is empty."""
     return plan.finish({}, [], next(RUN_NUMBERS), now(), error)
 

@@ -43,11 +43,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, Union
 
+from service_flow._nodes import Fork, Step, SubFlow  # the node classes: each one drawn below
 from service_flow._text import short_repr
 from service_flow.exceptions import ConfigurationError, FlowError
-
-# The node classes, in one place (they may move to a module of their own).
-from service_flow.flow import Flow, Fork, Step, SubFlow
+from service_flow.flow import Flow
 from service_flow.run import Run, RunStatus, StepRecord
 
 if TYPE_CHECKING:

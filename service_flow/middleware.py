@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from service_flow._compile import CURRENT_APP
+from service_flow._plan import CURRENT_APP
 from service_flow.service import FunctionService, Service
 
 if TYPE_CHECKING:

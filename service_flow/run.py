@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from service_flow.exceptions import StopFlow
 
 if TYPE_CHECKING:
-    from service_flow._compile import Plan, StepInfo
+    from service_flow._plan import Plan, StepInfo
 
 __all__ = ["Run", "RunStatus", "StepRecord"]
 

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from service_flow._nodes import Fork, Node, Step, steps_of
 from service_flow._text import listing, short_repr
 from service_flow.exceptions import ConfigurationError, ValidationError
 
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from service_flow._spec import Spec
-    from service_flow.flow import Flow, Node
+    from service_flow.flow import Flow
 
 __all__ = ["Validation", "ValidationWarning", "validate"]
 
@@ -106,8 +107,6 @@ class _Checker:
         return paths
 
     def walk(self, nodes: Sequence[Node], paths: list[_Path]) -> list[_Path]:
-        from service_flow.flow import Fork, Step  # flow imports us lazily
-
         for position, node in enumerate(nodes):
             if isinstance(node, Step):
                 spec = node.spec
@@ -142,8 +141,6 @@ class _Checker:
 
 
 def _is_async(node: Node) -> bool:
-    from service_flow.flow import Fork, Step
-
     if isinstance(node, Step):
         return node.spec.is_async
     if isinstance(node, Fork):
@@ -151,10 +148,8 @@ def _is_async(node: Node) -> bool:
     return node.flow.is_async
 
 
-def _steps(node: Node) -> Iterable[Any]:
-    from service_flow.flow import Flow
-
-    return Flow(nodes=(node,)).iter_steps()
+def _steps(node: Node) -> Iterable[Step]:
+    return steps_of((node,))
 
 
 def _dedupe(paths: list[_Path]) -> list[_Path]:

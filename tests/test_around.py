@@ -338,10 +338,10 @@ def test_an_async_around_service_that_never_awaits_the_rest_skips_it_visibly() -
 def test_records_keep_the_order_steps_started_in_even_when_the_clock_stands_still(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import service_flow._compile
+    import service_flow._plan
     import service_flow.flow
 
-    monkeypatch.setattr(service_flow._compile, "now", lambda: 1.0)
+    monkeypatch.setattr(service_flow._plan, "now", lambda: 1.0)
     monkeypatch.setattr(service_flow.flow, "now", lambda: 1.0)
     outer = Catch()
     flow = Flow(divide) >> outer >> double >> Catch() >> (lambda q2: {"q3": q2})  # compiled with the still clock
