@@ -222,11 +222,14 @@ def test_hostile_names_cannot_break_the_mermaid_text_and_show_as_written() -> No
 
 
 def test_unprintable_characters_show_as_python_writes_them_and_long_names_are_cut() -> None:
-    text = to_mermaid(hostile_flow(["bell\x07 rtl\u202e nul-free\x1b", "x" * 200, "y"]))
+    odd = "bell\x07 rtl\u202e esc\x1b line\u2028separator next\x85line cr\r"
+    text = to_mermaid(hostile_flow([odd, "x" * 200, "y"]))
     check_mermaid(text)
     labels = mermaid_labels(text)
-    assert "bell\\x07 rtl\\u202e nul-free\\x1b" in labels
+    shown = "bell\\x07 rtl\\u202e esc\\x1b line\\u2028separator next\\x85line cr\\r"
+    assert shown in labels
     assert "x" * 79 + "…" in labels
+    assert shown in dot_labels(to_dot(hostile_flow([odd, "x" * 200, "y"])))
 
 
 # A real Mermaid parser, when there is one: `node` and a folder holding the mermaid and
