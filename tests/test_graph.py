@@ -563,3 +563,36 @@ def test_the_readme_example_prints_what_the_readme_shows(
     section = (Path(__file__).parent.parent / "README.rst").read_text(encoding="utf-8").split("\nDiagrams\n", 1)[1]
     shown = section.split(".. code-block:: text\n\n", 1)[1].split("\n\n", 1)[0]
     assert printed == textwrap.dedent(shown) + "\n\n"  # print() adds a newline to the text's own
+
+
+# -- the extension point -------------------------------------------------------------
+
+
+class Twice:
+    """A node kind the library does not have: its flow, drawn as a loop of two turns."""
+
+    def __init__(self, flow: Flow) -> None:
+        self.flow = flow
+        self.name = "twice"
+
+
+def draw_twice(diagram: Any, node: Twice, exits: list[Any]) -> list[Any]:
+    head = diagram.shape(node.name, "fork")
+    diagram.connect(exits, head)
+    body = diagram.sequence(node.flow.nodes, [(head, "turn")])
+    diagram.connect(body, head)
+    return [(head, "done")]
+
+
+def test_a_new_kind_of_node_is_drawn_by_one_function(monkeypatch: pytest.MonkeyPatch) -> None:
+    diagram = graph_module._Diagram(Flow())
+    with pytest.raises(FlowError, match="diagrams cannot draw Twice nodes yet"):
+        diagram.sequence([Twice(Flow(charge))], [(diagram.start, None)])
+    monkeypatch.setitem(graph_module._DRAWERS, Twice, draw_twice)
+    diagram = graph_module._Diagram(Flow())
+    exits = diagram.sequence([Twice(Flow(charge) >> email)], [(diagram.start, None)])
+    diagram.connect(exits, diagram.end)
+    text = graph_module._write_mermaid(diagram, None)
+    check_mermaid(text)
+    assert text.endswith('    n2 -->|"turn"| n3\n    n3 --> n4\n    n4 --> n2\n    n2 -->|"done"| n1\n')
+    assert diagram.names == ["twice", "charge", "email"]
