@@ -77,11 +77,15 @@ class FlowError(Exception):
         self.step = step
 
     def __str__(self) -> str:
-        where = []
-        if self.step is not None:
-            where.append(f"step {self.step!r}")
-        if self.flow is not None:
-            where.append(f"flow {self.flow!r}")
+        # A part the message already names ("flow 'checkout' takes a mapping...") is not repeated.
+        where = [
+            part
+            for part in (
+                None if self.step is None else f"step {self.step!r}",
+                None if self.flow is None else f"flow {self.flow!r}",
+            )
+            if part is not None and part not in self.message
+        ]
         if not where:
             return self.message
         location = ", ".join(where)

@@ -25,6 +25,11 @@ anything else                             500     ``{"error": "internal error"}`
 Every body but a success's carries the ``run_id``, to find the run's log lines. Each
 status is an option, and ``errors`` maps your own exception types to a status or to a
 function building the whole answer.
+
+An `Answers` never raises for a run: what it cannot answer as asked (a chosen value JSON
+cannot carry, an ``errors`` function that raises or returns something else) is answered
+500 like any internal error, and logged as ``web.answer_failed`` naming the key or the
+function at fault.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ import math
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, NamedTuple, Union
 
+from service_flow import _log
 from service_flow._text import short_repr
 from service_flow.exceptions import (
     ConfigurationError,
@@ -136,42 +142,57 @@ class Answers:
             raise ConfigurationError(msg)
         error = run.error
         if error is None:
-            return Answer(self.succeeded, self._chosen(run), {})
+            return self._success(run)
         for kind in type(error).__mro__:
             how = self.errors.get(kind)
             if how is not None:
                 return self._custom(run, how)
         if run.stopped:
-            return Answer(self.stopped, {"error": "stopped", "reason": run.reason, "run_id": run.run_id}, {})
+            return Answer(self.stopped, {"error": "stopped", "reason": _reason(run), "run_id": run.run_id}, {})
         if isinstance(error, _INVALID):
             return Answer(self.invalid, {"error": "invalid input", **_invalid(error), "run_id": run.run_id}, {})
         if isinstance(error, Retry):
-            delay = self.retry_after if error.delay is None else math.ceil(error.delay)
-            seconds = min(delay, self.max_retry_after)
             body = {"error": "unavailable", "run_id": run.run_id}
-            return Answer(self.unavailable, body, {"Retry-After": str(seconds)})
+            return Answer(self.unavailable, body, {"Retry-After": str(self._retry_seconds(error.delay))})
+        return self._internal(run)
+
+    def _internal(self, run: Run) -> Answer:
         # Never the message: it may hold context values, internals or secrets.
         return Answer(self.failed, {"error": "internal error", "run_id": run.run_id}, {})
 
-    def _chosen(self, run: Run) -> dict[str, Any]:
+    def _retry_seconds(self, delay: object) -> int:
+        # Retry refuses a bad delay when made, but the attribute may be changed after.
+        if isinstance(delay, bool) or not isinstance(delay, (int, float)) or not 0 <= delay < math.inf:
+            return min(self.retry_after, self.max_retry_after)
+        return min(math.ceil(delay), self.max_retry_after)
+
+    def _success(self, run: Run) -> Answer:
         context = run.context
         body = {key: context[key] for key in self.keys if key in context}
-        try:
-            json.dumps(body, allow_nan=False)
-        except (TypeError, ValueError) as exc:
+        if not _encodes(body):
             bad = next(key for key, value in body.items() if not _encodes(value))
-            msg = f"the answer's key {bad!r} holds a value JSON cannot carry: {type(body[bad]).__name__}"
-            raise ConfigurationError(msg) from exc
-        return body
+            problem = f"the answer's key {bad!r} holds a value JSON cannot carry: {type(body[bad]).__name__}"
+            return self._failed_answer(run, problem)
+        return Answer(self.succeeded, body, {})
 
     def _custom(self, run: Run, how: ErrorAnswer) -> Answer:
         if not callable(how):
             return Answer(how, {"error": type(run.error).__name__, "run_id": run.run_id}, {})
-        made: object = how(run)
+        try:
+            made: object = how(run)
+        except Exception as error:  # noqa: BLE001 - answered 500 and logged, never a crashed endpoint
+            return self._failed_answer(run, f"the errors function {_name(how)} raised {type(error).__name__}")
         if not isinstance(made, Answer):
-            msg = f"an Answers error function must return an Answer, {short_repr(how)} returned {short_repr(made)}"
-            raise ConfigurationError(msg)
+            problem = f"the errors function {_name(how)} must return an Answer, got {short_repr(made)}"
+            return self._failed_answer(run, problem)
+        if not _encodes(made.body):
+            problem = f"the errors function {_name(how)} returned a body JSON cannot carry"
+            return self._failed_answer(run, problem)
         return made
+
+    def _failed_answer(self, run: Run, problem: str) -> Answer:
+        _log.logger().error("web.answer_failed", run_id=run.run_id, flow=run.flow, problem=problem)
+        return self._internal(run)
 
     def __repr__(self) -> str:
         return f"Answers(keys={self.keys!r})"
@@ -183,6 +204,16 @@ def _encodes(value: object) -> bool:
     except (TypeError, ValueError):
         return False
     return True
+
+
+def _name(function: object) -> str:
+    name = getattr(function, "__qualname__", None)
+    return name if isinstance(name, str) else short_repr(function, 60)
+
+
+def _reason(run: Run) -> str:
+    reason: object = run.reason  # a StopFlow subclass may make it anything
+    return reason if isinstance(reason, str) else short_repr(reason)
 
 
 def _invalid(error: BaseException) -> dict[str, Any]:

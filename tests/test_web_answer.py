@@ -14,6 +14,8 @@ from service_flow.web import Answer, Answers, answer
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from service_flow.run import Run
+
 
 @service(provides=("order_id", "card"))
 def place(quantity: int, payment: str = "card") -> dict[str, Any]:
@@ -86,14 +88,81 @@ def test_errors_map_your_own_types_to_a_status_or_a_function() -> None:
     run = (checkout >> crash).run({"quantity": 1})
     assert Answers(errors={RuntimeError: 502})(run).status == 502
     assert Answers(errors={Exception: lambda r: Answer(418, {"id": r.run_id}, {})})(run).status == 418
-    with pytest.raises(ConfigurationError, match="must return an Answer"):
-        Answers(errors={Exception: lambda _run: 418})(run)  # type: ignore[arg-type,return-value]
 
 
-def test_a_chosen_value_json_cannot_carry_is_named() -> None:
-    flow = Flow(lambda: {"total": math.nan})
-    with pytest.raises(ConfigurationError, match="'total'"):
-        answer(flow.run({}), keys="total")
+def refuse(run: Run) -> Answer:
+    raise KeyError(run.context["missing"])
+
+
+@pytest.mark.parametrize(
+    ("how", "problem"),
+    [
+        (lambda _run: 418, "must return an Answer, got 418"),
+        (refuse, "the errors function refuse raised KeyError"),
+        (lambda _run: Answer(418, {"at": {1, 2}}, {}), "returned a body JSON cannot carry"),
+    ],
+)
+def test_an_errors_function_that_cannot_answer_gives_a_logged_500(
+    how: Callable[[Run], Answer], problem: str, events: list[dict[str, Any]]
+) -> None:
+    run = (checkout >> crash).run({"quantity": 1})
+    got = Answers(errors={Exception: how})(run)
+    assert got == Answer(500, {"error": "internal error", "run_id": run.run_id}, {})
+    logged = [event for event in events if event["event"] == "web.answer_failed"]
+    assert len(logged) == 1
+    assert problem in logged[0]["problem"]
+    assert logged[0]["run_id"] == run.run_id
+
+
+@pytest.mark.parametrize("value", [math.nan, math.inf, {1, 2}, b"bytes", object()])
+def test_a_chosen_value_json_cannot_carry_gives_a_logged_500_naming_the_key(
+    value: object, events: list[dict[str, Any]]
+) -> None:
+    run = Flow(lambda: {"total": value, "order_id": 7}).run({})
+    got = answer(run, keys=("order_id", "total"))
+    assert got == Answer(500, {"error": "internal error", "run_id": run.run_id}, {})
+    (logged,) = [event for event in events if event["event"] == "web.answer_failed"]
+    assert f"key 'total' holds a value JSON cannot carry: {type(value).__name__}" in logged["problem"]
+
+
+def _retry_with(delay: object) -> Run:
+    def busy_now() -> None:
+        error = Retry("busy")
+        error.delay = delay  # type: ignore[assignment]  # set after the check, as code may
+        raise error
+
+    return Flow(busy_now).run({})
+
+
+@pytest.mark.parametrize(
+    ("delay", "seconds"),
+    [(math.nan, "1"), (math.inf, "1"), (-5, "1"), ("10", "1"), (True, "1"), (0, "0"), (0.2, "1"), (1e300, "3600")],
+)
+def test_retry_after_is_always_whole_seconds_zero_or_more_and_capped(delay: object, seconds: str) -> None:
+    got = answer(_retry_with(delay))
+    assert got.status == 503
+    assert got.headers == {"Retry-After": seconds}
+
+
+def test_a_stop_reason_that_is_not_a_string_is_answered_as_one() -> None:
+    class OutOfStock(StopFlow):
+        @property
+        def reason(self) -> Any:
+            return {"sku": "lamp"}
+
+    def stop() -> None:
+        raise OutOfStock
+
+    got = answer(Flow(stop).run({}))
+    assert got.status == 409
+    assert got.body["reason"] == "{'sku': 'lamp'}"
+    json.dumps(got.body)
+
+
+def test_the_message_of_an_input_that_is_not_a_mapping_names_the_flow_once() -> None:
+    run = checkout.run([1, 2])  # type: ignore[arg-type]
+    assert str(run.error) == "flow 'checkout' takes a mapping as its context, got list: [1, 2]"
+    assert answer(run).body["message"] == str(run.error)
 
 
 @pytest.mark.parametrize(
