@@ -26,8 +26,7 @@ repeat, a map, a nested flow with its interface), write one function::
     def _draw_when(diagram: _Diagram, node: When, exits: list[_Exit]) -> list[_Exit]:
         test = diagram.shape(node.name, "fork")            # takes the node's record index
         diagram.connect(exits, test)
-        taken = diagram.sequence(node.flow.nodes, [(test, "yes")])
-        return [*taken, (test, "no")]
+        return [*diagram.branch(test, "yes", node.flow.nodes), *diagram.branch(test, "no", ())]
 
 and register it in `_DRAWERS` (``_DRAWERS[When] = _draw_when``).  A drawer must ask
 for shapes in the order the compiler numbers the node's records (the node itself, then
@@ -66,7 +65,7 @@ _BRANCH_VALUE = 40  # a fork's branch value, as records show it
 class _Shape:
     """One drawn node: the start, the end, a step, a fork, an around service."""
 
-    __slots__ = ("empty_branches", "id", "index", "kind", "label", "last")
+    __slots__ = ("id", "index", "kind", "label", "last", "passes")
 
     def __init__(self, shape_id: str, label: str, kind: str, index: int | None) -> None:
         self.id = shape_id
@@ -74,7 +73,7 @@ class _Shape:
         self.kind = kind  # start, end, step, fork, around
         self.index = index  # the index of its records (StepRecord.position), if it has any
         self.last = index  # the last index of what it contains (a fork's branches)
-        self.empty_branches = 0  # a fork's branches that do nothing (drawn as edges only)
+        self.passes: list[_Exit] = []  # its exits through branches that do nothing
 
 
 class _Cluster:
@@ -93,7 +92,7 @@ class _Edge(NamedTuple):
     source: _Shape
     target: _Shape
     label: str | None
-    through_empty_branch: bool  # from a fork, through a branch that does nothing
+    past: bool  # from a fork, through a branch that does nothing, to what comes after
 
 
 #: A shape whose outgoing edge is still to be drawn, and that edge's label.
@@ -143,11 +142,24 @@ class _Diagram:
         self.open.pop()
 
     def connect(self, exits: Sequence[_Exit], target: _Shape) -> None:
-        for source, label in exits:
-            # A fork's `last` is set once its branches are drawn: an edge from it after
-            # that goes through a branch that does nothing.
-            empty = source.kind == "fork" and source.last is not None
-            self.edges.append(_Edge(source, target, label, empty))
+        """Draw an edge from each of *exits* to *target*."""
+        for way in exits:
+            source, label = way
+            self.edges.append(_Edge(source, target, label, any(way is past for past in source.passes)))
+
+    def branch(self, shape: _Shape, label: str | None, nodes: Sequence[Any]) -> list[_Exit]:
+        """Draw *nodes* as a way out of *shape* whose edges say *label*; return its exits.
+
+        A branch without nodes is an edge from *shape* to whatever comes next.  Either
+        way, *shape* learns the index of its last record so far (a run that reached any
+        index up to it went into one of its branches).
+        """
+        entry: _Exit = (shape, label)
+        if not nodes:
+            shape.passes.append(entry)
+        exits = self.sequence(nodes, [entry])
+        shape.last = self.next_index - 1
+        return exits
 
     def sequence(self, nodes: Sequence[Any], exits: list[_Exit]) -> list[_Exit]:
         """Draw *nodes* one after the other, from *exits*; return the last ones' exits."""
@@ -173,17 +185,13 @@ def _draw_step(diagram: _Diagram, node: Step, exits: list[_Exit]) -> list[_Exit]
 
 def _draw_fork(diagram: _Diagram, node: Fork, exits: list[_Exit]) -> list[_Exit]:
     fork = diagram.shape(node.name, "fork")
-    fork.last = None  # while its branches are drawn
     diagram.connect(exits, fork)
     branches: list[tuple[str, Flow]] = [(short_repr(v, _BRANCH_VALUE), flow) for v, flow in node.branches.items()]
     if node.default is not None:
         branches.append(("DEFAULT", node.default))
     out: list[_Exit] = []
     for label, branch in branches:
-        if not branch.nodes:
-            fork.empty_branches += 1
-        out.extend(diagram.sequence(branch.nodes, [(fork, label)]))
-    fork.last = diagram.next_index - 1
+        out.extend(diagram.branch(fork, label, branch.nodes))
     return out
 
 
@@ -278,13 +286,13 @@ def _taken(edge: _Edge, visited: set[str], statuses: dict[int, RunStatus]) -> bo
     """Whether the run went along *edge* (both its ends were reached)."""
     if edge.source.id not in visited or edge.target.id not in visited:
         return False
-    if not edge.through_empty_branch:
+    if not edge.past:
         return True
     fork = edge.source  # past it through a branch that does nothing: was it that one?
-    assert fork.index is not None  # noqa: S101 - a fork has its index
-    assert fork.last is not None  # noqa: S101 - and its last once drawn
+    assert fork.index is not None  # noqa: S101 - a shape with branches has its index
+    assert fork.last is not None  # noqa: S101 - and its last once they are drawn
     into_branch = any(statuses.get(i) for i in range(fork.index + 1, fork.last + 1))
-    return not into_branch and fork.empty_branches == 1  # with two, which one is not known
+    return not into_branch and len(fork.passes) == 1  # with two, which one is not known
 
 
 # -- escaping ------------------------------------------------------------------------

@@ -568,31 +568,30 @@ def test_the_readme_example_prints_what_the_readme_shows(
 # -- the extension point -------------------------------------------------------------
 
 
-class Twice:
-    """A node kind the library does not have: its flow, drawn as a loop of two turns."""
+class When:
+    """A node kind the library does not have yet: its flow runs only when a test holds."""
 
     def __init__(self, flow: Flow) -> None:
         self.flow = flow
-        self.name = "twice"
+        self.name = "when ready"
 
 
-def draw_twice(diagram: Any, node: Twice, exits: list[Any]) -> list[Any]:
-    head = diagram.shape(node.name, "fork")
-    diagram.connect(exits, head)
-    body = diagram.sequence(node.flow.nodes, [(head, "turn")])
-    diagram.connect(body, head)
-    return [(head, "done")]
+def draw_when(diagram: Any, node: When, exits: list[Any]) -> list[Any]:  # the module docstring's example
+    test = diagram.shape(node.name, "fork")
+    diagram.connect(exits, test)
+    return [*diagram.branch(test, "yes", node.flow.nodes), *diagram.branch(test, "no", ())]
 
 
 def test_a_new_kind_of_node_is_drawn_by_one_function(monkeypatch: pytest.MonkeyPatch) -> None:
     diagram = graph_module._Diagram(Flow())
-    with pytest.raises(FlowError, match="diagrams cannot draw Twice nodes yet"):
-        diagram.sequence([Twice(Flow(charge))], [(diagram.start, None)])
-    monkeypatch.setitem(graph_module._DRAWERS, Twice, draw_twice)
+    with pytest.raises(FlowError, match="diagrams cannot draw When nodes yet"):
+        diagram.sequence([When(Flow(charge))], [(diagram.start, None)])
+    monkeypatch.setitem(graph_module._DRAWERS, When, draw_when)
     diagram = graph_module._Diagram(Flow())
-    exits = diagram.sequence([Twice(Flow(charge) >> email)], [(diagram.start, None)])
+    exits = diagram.sequence([When(Flow(charge) >> email)], [(diagram.start, None)])
     diagram.connect(exits, diagram.end)
     text = graph_module._write_mermaid(diagram, None)
     check_mermaid(text)
-    assert text.endswith('    n2 -->|"turn"| n3\n    n3 --> n4\n    n4 --> n2\n    n2 -->|"done"| n1\n')
-    assert diagram.names == ["twice", "charge", "email"]
+    assert text.endswith('    n2 -->|"yes"| n3\n    n3 --> n4\n    n4 --> n1\n    n2 -->|"no"| n1\n')
+    assert diagram.names == ["when ready", "charge", "email"]
+    assert [edge.past for edge in diagram.edges[-4:]] == [False, False, False, True]
