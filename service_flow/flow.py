@@ -12,7 +12,7 @@ from __future__ import annotations
 import itertools
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from service_flow import _log
 from service_flow._compile import compile_flow
@@ -26,6 +26,10 @@ from service_flow.run import RUN_NUMBERS, Records, Run, new_run
 from service_flow.validate import Validation, validate
 
 make_run = object.__new__  # Run(...) without the cost of calling __init__
+
+if TYPE_CHECKING:
+    import os
+    from pathlib import Path
 
 __all__ = ["DEFAULT", "MAX_DEPTH", "Flow", "Fork", "Node", "Step", "SubFlow", "fork_on"]
 
@@ -449,6 +453,24 @@ class Flow(FlowBase):
         a problem instead, and trusted with nothing.
         """
         return validate(self, given, strict=strict)
+
+    def to_mermaid(self, highlight: Run | None = None) -> str:
+        """The flow as a Mermaid flowchart; *highlight*, a `Run`, marks its path (see `service_flow.graph`)."""
+        from service_flow import graph  # it imports this module (and diagrams are drawn rarely)
+
+        return graph.to_mermaid(self, highlight)
+
+    def to_dot(self, highlight: Run | None = None) -> str:
+        """The flow as a Graphviz DOT digraph; *highlight*, a `Run`, marks its path."""
+        from service_flow import graph
+
+        return graph.to_dot(self, highlight)
+
+    def render(self, path: str | os.PathLike[str], format: str | None = None, highlight: Run | None = None) -> Path:  # noqa: A002
+        """Draw the flow into *path*, as ``flow.svg`` (the ``graph`` extra and Graphviz); see `graph.render`."""
+        from service_flow import graph
+
+        return graph.render(self, path, format, highlight)
 
 
 def _refused(plan: Plan, error: InvalidInput) -> Run:
